@@ -1,0 +1,59 @@
+"""Fixtures shared by every test layer.
+
+`dev_cluster` gives the session a running dev cluster. When
+CEPHMOUNT_TEST_CLUSTER_DIR names a cluster that is up (as `make test` does, or a
+developer iterating with `cephmount dev-cluster up --dir ...`), it is reused and
+left running; otherwise the session starts its own and removes it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cephmount.devcluster import ClientEnv, DevCluster
+
+
+def free_port_pair(start: int = 3400, stop: int = 3600) -> int:
+    """A port P such that P and P+1 are free on 127.0.0.1 (mon v2 and v1)."""
+    for port in range(start, stop, 2):
+        try:
+            for candidate in (port, port + 1):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no free port pair in {start}-{stop}")
+
+
+def short_tmpdir(prefix: str) -> Path:
+    """A new dir under /tmp: pytest's tmp paths are too long for admin sockets."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@pytest.fixture(scope="session")
+def dev_cluster() -> Iterator[DevCluster]:
+    reuse = os.environ.get("CEPHMOUNT_TEST_CLUSTER_DIR")
+    if reuse:
+        cluster = DevCluster(Path(reuse))
+        if not cluster.is_ready():
+            pytest.fail(f"CEPHMOUNT_TEST_CLUSTER_DIR={reuse} is not a ready dev cluster")
+        yield cluster
+        return
+    cluster = DevCluster(short_tmpdir("cmt."), free_port_pair())
+    cluster.up()
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+
+
+@pytest.fixture(scope="session")
+def client_env(dev_cluster: DevCluster) -> ClientEnv:
+    return dev_cluster.client_env()
