@@ -61,6 +61,13 @@ class InodeTable(Generic[HandleT]):
         entry.lookups += 1
         return fuse_ino, handle
 
+    def count_lookup(self, fuse_ino: int) -> None:
+        """Count one more kernel lookup of a known inode (a new hard link's entry)."""
+        entry = self._entries.get(fuse_ino)
+        if entry is None:
+            raise pyfuse3.FUSEError(errno.ESTALE)
+        entry.lookups += 1
+
     def forget(self, fuse_ino: int, count: int) -> HandleT | None:
         """Drop `count` lookups; return the handle to put when none are left."""
         entry = self._entries.get(fuse_ino)

@@ -61,3 +61,14 @@ def test_unknown_inode_is_stale() -> None:
         table.handle(12345)
     assert stale.value.errno == errno.ESTALE
     assert table.forget(12345, 1) is None
+
+
+def test_a_new_hard_link_counts_a_lookup_without_a_new_reference() -> None:
+    table = InodeTable(Handle(ROOT_CEPH_INO, 0))
+    kept = Handle(7, 1)
+    table.add_lookup(kept)
+    table.count_lookup(7)
+    assert table.forget(7, 1) is None
+    assert table.forget(7, 1) is kept
+    with pytest.raises(pyfuse3.FUSEError):
+        table.count_lookup(7)

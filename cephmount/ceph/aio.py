@@ -1,0 +1,128 @@
+"""The trio face of CephClient: the same calls, each run in a worker thread.
+
+libcephfs calls block (on the MDS, the OSDs, client locks) but release the
+GIL, so worker threads run them in parallel. A CapacityLimiter bounds how many
+run at once. Calls are not cancellable once started: abandoning one could leak
+the reference or handle it returns, and the thread would go on anyway.
+
+Callbacks (`sync.register_callbacks`) arrive on libcephfs threads; to act in
+trio from one, use a `trio.lowlevel.TrioToken`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+
+import trio
+
+from cephmount.ceph.client import CephClient
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _in_thread(
+    method: Callable[Concatenate[CephClient, P], R],
+) -> Callable[Concatenate[AsyncCephClient, P], Coroutine[Any, Any, R]]:
+    """An async method running CephClient's `method` through the limiter."""
+
+    @functools.wraps(method)
+    async def call(self: AsyncCephClient, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await trio.to_thread.run_sync(
+            functools.partial(method, self.sync, *args, **kwargs), limiter=self.limiter
+        )
+
+    call.__qualname__ = f"AsyncCephClient.{method.__name__}"
+    return call
+
+
+class AsyncCephClient:
+    """A CephClient whose blocking methods are awaited from trio.
+
+    Same signatures and reference rules as CephClient. `readdir` is offered
+    as `readdir_batch` only (one thread hop per batch, not per entry).
+    """
+
+    def __init__(self, client: CephClient, max_threads: int = 16) -> None:
+        self.sync = client
+        self.limiter = trio.CapacityLimiter(max_threads)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    mount = _in_thread(CephClient.mount)
+    unmount = _in_thread(CephClient.unmount)
+    close = _in_thread(CephClient.close)
+
+    root = _in_thread(CephClient.root)
+    lookup = _in_thread(CephClient.lookup)
+    lookup_inode = _in_thread(CephClient.lookup_inode)
+    put = _in_thread(CephClient.put)
+    forget = _in_thread(CephClient.forget)
+    getattr = _in_thread(CephClient.getattr)
+    setattr = _in_thread(CephClient.setattr)
+    statfs = _in_thread(CephClient.statfs)
+    object_size = _in_thread(CephClient.object_size)
+    file_caps = _in_thread(CephClient.file_caps)
+
+    open = _in_thread(CephClient.open)
+    create = _in_thread(CephClient.create)
+    read = _in_thread(CephClient.read)
+    read_into = _in_thread(CephClient.read_into)
+    write = _in_thread(CephClient.write)
+    fsync = _in_thread(CephClient.fsync)
+    flush = _in_thread(CephClient.flush)
+    release = _in_thread(CephClient.release)
+    getlk = _in_thread(CephClient.getlk)
+    setlk = _in_thread(CephClient.setlk)
+
+    opendir = _in_thread(CephClient.opendir)
+    readdir_batch = _in_thread(CephClient.readdir_batch)
+    releasedir = _in_thread(CephClient.releasedir)
+
+    mkdir = _in_thread(CephClient.mkdir)
+    mknod = _in_thread(CephClient.mknod)
+    symlink = _in_thread(CephClient.symlink)
+    readlink = _in_thread(CephClient.readlink)
+    link = _in_thread(CephClient.link)
+    unlink = _in_thread(CephClient.unlink)
+    rmdir = _in_thread(CephClient.rmdir)
+    rename = _in_thread(CephClient.rename)
+
+    getxattr = _in_thread(CephClient.getxattr)
+    setxattr = _in_thread(CephClient.setxattr)
+    listxattr = _in_thread(CephClient.listxattr)
+    removexattr = _in_thread(CephClient.removexattr)
+
+    ref_counts = _in_thread(CephClient.ref_counts)
+
+    @classmethod
+    async def connect(
+        cls,
+        conf_path: str,
+        client_id: str,
+        root: str,
+        *,
+        keyring: str | None = None,
+        options: dict[str, str] | None = None,
+        admin_socket: str | None = None,
+        timeout_s: float = 30.0,
+        max_threads: int = 16,
+    ) -> AsyncCephClient:
+        """Create a CephClient and mount `root` without blocking trio."""
+
+        def connect_sync() -> CephClient:
+            client = CephClient(conf_path, client_id, keyring, options, admin_socket=admin_socket)
+            try:
+                client.mount(root, timeout_s)
+            except BaseException:
+                client.close()
+                raise
+            return client
+
+        return cls(await trio.to_thread.run_sync(connect_sync), max_threads)

@@ -1,0 +1,670 @@
+"""A synchronous client for one libcephfs mount, over the low-level inode API.
+
+All methods block (many talk to the MDS or OSDs) and release the GIL while
+libcephfs works; they may be called from many threads at once. Calls that act
+for a user take `Credentials`, which libcephfs checks like the kernel would.
+
+Reference rules: every method that returns an `Inode` (root, lookup,
+lookup_inode, create, mkdir, mknod, symlink, readdir with want_inodes) hands
+the caller one libcephfs reference on it; give it back with `put` (one) or
+`forget` (several). Open files and directories are released with `close` and
+`releasedir`. After `close()` every handle is invalid.
+
+Do not fork a process after a mount: start workers with spawn or exec.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from cephmount.ceph import _libcephfs as c
+from cephmount.ceph._callbacks import CallbackSet, DentryInvalidate, InodeInvalidate, InodeRelease
+from cephmount.ceph._libcephfs import ffi, lib
+from cephmount.ceph._perms import UserPermCache
+from cephmount.ceph.asok import admin_socket_command
+from cephmount.ceph.errors import CephError, check
+from cephmount.ceph.structs import (
+    NOW,
+    ROOT,
+    Credentials,
+    DirEntry,
+    DirHandle,
+    FileHandle,
+    Inode,
+    Lock,
+    StatX,
+    TimeArg,
+)
+
+_PATH_MAX = 4096
+_XATTR_ATTEMPTS = 4
+_KEPT_READ_BUFFER = 16 << 20
+_DOTS = (b".", b"..")
+
+
+class _Gate:
+    """Admits calls only while mounted, and lets unmount wait for calls in flight.
+
+    Without it an unmount in one thread could free the mount (and every
+    Inode) under a call still running in another: a crash, not an error.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._busy = 0
+        self._open = False
+
+    def open(self) -> None:
+        with self._cond:
+            self._open = True
+
+    def shut(self) -> bool:
+        """Refuse new calls, wait for running ones; False if already shut."""
+        with self._cond:
+            was_open, self._open = self._open, False
+            self._cond.wait_for(lambda: self._busy == 0)
+            return was_open
+
+    def __enter__(self) -> None:
+        with self._cond:
+            if not self._open:
+                raise CephError(errno.ENOTCONN, "call", "the client is not mounted")
+            self._busy += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._cond:
+            self._busy -= 1
+            if self._busy == 0:
+                self._cond.notify_all()
+
+
+@dataclass(frozen=True, slots=True)
+class RefCounts:
+    """What a client's cache holds, from its admin socket's `dump_cache`."""
+
+    inodes: int
+    """Inodes in the client's cache."""
+    ll_refs: int
+    """References handed out by the low-level API (lookup, create, ...)."""
+    open_files: int
+    """Open file handles (summed over the open modes)."""
+
+
+def _statx() -> Any:
+    return ffi.new("struct ceph_statx *")
+
+
+def _inode_out() -> Any:
+    return ffi.new("struct Inode **")
+
+
+class CephClient:
+    """One libcephfs mount of `root` (usually a subvolume path).
+
+    `client_id` is the cephx name without "client." (e.g. "kube"); `options`
+    are extra config options (e.g. {"client_metadata": "pod=x"}), applied
+    after the conf file. Set `admin_socket` (a path shorter than 108 bytes) to
+    get `admin_command` and `ref_counts`.
+    """
+
+    def __init__(
+        self,
+        conf_path: str,
+        client_id: str = "admin",
+        keyring: str | None = None,
+        options: Mapping[str, str] | None = None,
+        *,
+        admin_socket: str | None = None,
+        perm_cache_size: int = 128,
+    ) -> None:
+        out = ffi.new("struct ceph_mount_info **")
+        check(lib.ceph_create(out, client_id.encode()), "create", f"client.{client_id}")
+        self._cmount: Any = out[0]
+        self._conf_path = conf_path
+        self._client_id = client_id
+        self._gate = _Gate()
+        self._perms = UserPermCache(perm_cache_size)
+        self._callbacks: list[CallbackSet] = []
+        self._read_buffers = threading.local()
+        try:
+            check(lib.ceph_conf_read_file(self._cmount, conf_path.encode()), "conf_read_file",
+                  conf_path)
+            settings = dict(options or {})
+            if keyring is not None:
+                settings["keyring"] = keyring
+            if admin_socket is not None:
+                settings["admin_socket"] = admin_socket
+            for option, value in settings.items():
+                self.conf_set(option, value)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- lifecycle -------------------------------------------------------
+
+    def conf_set(self, option: str, value: str) -> None:
+        """Set a config option (most take effect only before `mount`)."""
+        check(lib.ceph_conf_set(self._live(), option.encode(), value.encode()), "conf_set",
+              option)
+
+    def conf_get(self, option: str) -> str:
+        """A config option's current value, as text."""
+        buf = ffi.new("char[]", _PATH_MAX)
+        check(lib.ceph_conf_get(self._live(), option.encode(), buf, _PATH_MAX), "conf_get",
+              option)
+        return ffi.string(buf).decode()
+
+    def mount(self, root: str = "/", timeout_s: float = 30.0) -> None:
+        """Connect and mount `root`, failing within about `timeout_s` seconds.
+
+        ceph_init already authenticates with the monitors; ceph_mount then
+        opens the MDS session and resolves `root`. After a failure the client
+        cannot be mounted again: close it.
+        """
+        self.conf_set("client_mount_timeout", f"{timeout_s:g}")
+        self._mount_step("init", lib.ceph_init(self._cmount), root, timeout_s)
+        self._mount_step("mount", lib.ceph_mount(self._cmount, root.encode()), root, timeout_s)
+        self._gate.open()
+
+    def _mount_step(self, op: str, ret: int, root: str, timeout_s: float) -> None:
+        if ret < 0:
+            who = f"client.{self._client_id}"
+            raise CephError(-ret, op, _mount_hint(op, -ret, who, root, timeout_s))
+
+    def unmount(self) -> None:
+        """Wait for calls in flight, then unmount; a no-op when not mounted."""
+        if self._gate.shut():
+            check(lib.ceph_unmount(self._cmount), "unmount")
+
+    def close(self) -> None:
+        """Unmount if mounted and free everything; safe to call again."""
+        if self._cmount is None:
+            return
+        try:
+            self.unmount()
+        finally:
+            cmount, self._cmount = self._cmount, None
+            lib.ceph_shutdown(cmount)
+            self._callbacks.clear()
+            self._perms.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _live(self) -> Any:
+        if self._cmount is None:
+            raise CephError(errno.EBADF, "call", "the client is closed")
+        return self._cmount
+
+    def _perm(self, cred: Credentials) -> Any:
+        return self._perms.get(cred)
+
+    def register_callbacks(
+        self,
+        on_inode_invalidate: InodeInvalidate | None = None,
+        on_dentry_invalidate: DentryInvalidate | None = None,
+        on_inode_release: InodeRelease | None = None,
+    ) -> None:
+        """Register cache-coherence callbacks for the life of the mount.
+
+        They run on libcephfs threads, so they must be quick and thread-safe;
+        an exception is logged, never raised into libcephfs. A later call
+        replaces the earlier callbacks (libcephfs cannot unregister them).
+        """
+        callbacks = CallbackSet(on_inode_invalidate, on_dentry_invalidate, on_inode_release)
+        self._callbacks.append(callbacks)
+        lib.ceph_ll_register_callbacks(self._live(), callbacks.args)
+
+    # --- inodes and attributes -------------------------------------------
+
+    def root(self) -> Inode:
+        """The mount's root inode (one reference)."""
+        with self._gate:
+            out = _inode_out()
+            check(lib.ceph_ll_lookup_root(self._cmount, out), "ll_lookup_root")
+            stx = _statx()
+            ret = lib.ceph_ll_getattr(
+                self._cmount, out[0], stx, c.CEPH_STATX_INO, c.AT_STATX_DONT_SYNC,
+                self._perm(ROOT),
+            )
+            if ret < 0:
+                lib.ceph_ll_put(self._cmount, out[0])
+                check(ret, "ll_getattr")
+            return Inode(stx.stx_ino, out[0])
+
+    def lookup(self, parent: Inode, name: bytes, cred: Credentials) -> tuple[Inode, StatX]:
+        """The entry `name` in `parent` (one reference) and its attributes."""
+        return self._new_inode("ll_lookup", lib.ceph_ll_lookup, cred, parent.ptr, name)
+
+    def _new_inode(self, op: str, func: Any, cred: Credentials, *args: Any) -> tuple[Inode, StatX]:
+        """Call `func(cmount, *args, &inode, &statx, want, flags, perms)`.
+
+        The signature shared by ll_lookup, ll_mkdir, ll_mknod and ll_symlink.
+        """
+        with self._gate:
+            out, stx = _inode_out(), _statx()
+            check(func(self._cmount, *args, out, stx, c.CEPH_STATX_ALL_STATS, 0,
+                       self._perm(cred)), op)
+            return Inode(stx.stx_ino, out[0]), StatX.from_cdata(stx)
+
+    def lookup_inode(self, ino: int) -> Inode:
+        """The inode numbered `ino` (one reference), asking the MDS if not cached.
+
+        ESTALE if no such inode exists.
+        """
+        with self._gate:
+            out = _inode_out()
+            number = ffi.new("inodeno_t *", [ino])
+            check(lib.ceph_ll_lookup_inode(self._cmount, number[0], out), "ll_lookup_inode")
+            return Inode(ino, out[0])
+
+    def put(self, inode: Inode) -> None:
+        """Give back one reference."""
+        with self._gate:
+            lib.ceph_ll_put(self._cmount, inode.ptr)
+
+    def forget(self, inode: Inode, count: int) -> None:
+        """Give back `count` references at once (like FUSE's forget)."""
+        with self._gate:
+            lib.ceph_ll_forget(self._cmount, inode.ptr, count)
+
+    def getattr(self, inode: Inode, cred: Credentials) -> StatX:
+        """Current attributes (from cache when the client holds the caps)."""
+        with self._gate:
+            stx = _statx()
+            check(
+                lib.ceph_ll_getattr(self._cmount, inode.ptr, stx, c.CEPH_STATX_ALL_STATS, 0,
+                                    self._perm(cred)),
+                "ll_getattr",
+            )
+            return StatX.from_cdata(stx)
+
+    def setattr(
+        self,
+        inode: Inode,
+        cred: Credentials,
+        *,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        size: int | None = None,
+        atime_ns: TimeArg = None,
+        mtime_ns: TimeArg = None,
+    ) -> StatX:
+        """Change the given attributes; times take nanoseconds or `NOW`."""
+        stx = _statx()
+        mask = 0
+        for value, bit, fieldname in (
+            (mode, c.CEPH_SETATTR_MODE, "stx_mode"),
+            (uid, c.CEPH_SETATTR_UID, "stx_uid"),
+            (gid, c.CEPH_SETATTR_GID, "stx_gid"),
+            (size, c.CEPH_SETATTR_SIZE, "stx_size"),
+        ):
+            if value is not None:
+                setattr(stx, fieldname, value)
+                mask |= bit
+        mask |= _set_time(stx.stx_atime, atime_ns, c.CEPH_SETATTR_ATIME, c.CEPH_SETATTR_ATIME_NOW)
+        mask |= _set_time(stx.stx_mtime, mtime_ns, c.CEPH_SETATTR_MTIME, c.CEPH_SETATTR_MTIME_NOW)
+        with self._gate:
+            check(lib.ceph_ll_setattr(self._cmount, inode.ptr, stx, mask, self._perm(cred)),
+                  "ll_setattr")
+        return self.getattr(inode, cred)
+
+    def statfs(self, inode: Inode) -> os.statvfs_result:
+        """File system usage as seen from `inode` (quotas apply)."""
+        with self._gate:
+            buf = ffi.new("struct statvfs *")
+            check(lib.ceph_ll_statfs(self._cmount, inode.ptr, buf), "ll_statfs")
+        return os.statvfs_result((
+            buf.f_bsize, buf.f_frsize, buf.f_blocks, buf.f_bfree, buf.f_bavail, buf.f_files,
+            buf.f_ffree, buf.f_favail, buf.f_flag, buf.f_namemax, buf.f_fsid,
+        ))
+
+    def object_size(self, inode: Inode) -> int:
+        """The RADOS object size of the file's layout (a good cache block size)."""
+        with self._gate:
+            layout = ffi.new("struct ceph_file_layout *")
+            lib.ceph_ll_file_layout(self._cmount, inode.ptr, layout)
+            return layout.fl_object_size or lib.ceph_ll_stripe_unit(self._cmount, inode.ptr)
+
+    def file_caps(self, path: bytes) -> int:
+        """The caps this client holds on `path` (relative to the mount root).
+
+        A debugging aid (ceph_debug_get_file_caps): e.g. whether the client
+        may still cache a file's data (CEPH_CAP_FILE_CACHE, 0x400).
+        """
+        with self._gate:
+            return check(lib.ceph_debug_get_file_caps(self._cmount, path), "debug_get_file_caps")
+
+    # --- files -----------------------------------------------------------
+
+    def open(self, inode: Inode, flags: int, cred: Credentials) -> FileHandle:
+        """Open with open(2) `flags` (O_CREAT is not for here: see `create`)."""
+        with self._gate:
+            out = ffi.new("struct Fh **")
+            check(lib.ceph_ll_open(self._cmount, inode.ptr, flags, out, self._perm(cred)),
+                  "ll_open")
+            return FileHandle(inode.ino, out[0])
+
+    def create(
+        self, parent: Inode, name: bytes, mode: int, flags: int, cred: Credentials
+    ) -> tuple[Inode, StatX, FileHandle]:
+        """Create (or with `flags` lacking O_EXCL, open) `name` and open it.
+
+        O_CREAT is implied. Returns the inode (one reference), its attributes
+        and the open file.
+        """
+        with self._gate:
+            out, fh, stx = _inode_out(), ffi.new("struct Fh **"), _statx()
+            check(
+                lib.ceph_ll_create(self._cmount, parent.ptr, name, mode, flags | os.O_CREAT, out,
+                                   fh, stx, c.CEPH_STATX_ALL_STATS, 0, self._perm(cred)),
+                "ll_create",
+            )
+            return Inode(stx.stx_ino, out[0]), StatX.from_cdata(stx), FileHandle(stx.stx_ino, fh[0])
+
+    def read_into(self, fh: FileHandle, offset: int, buffer: Any) -> int:
+        """Read up to len(buffer) bytes at `offset` into a writable buffer.
+
+        Returns the count, short at end of file.
+        """
+        with self._gate:
+            target = ffi.from_buffer(buffer, require_writable=True)
+            return check(lib.ceph_ll_read(self._cmount, fh.ptr, offset, len(target), target),
+                         "ll_read")
+
+    def read(self, fh: FileHandle, offset: int, size: int) -> bytes:
+        """Up to `size` bytes at `offset` (fewer at end of file)."""
+        buffer = self._read_buffer(size)
+        count = self.read_into(fh, offset, buffer[:size])
+        return bytes(buffer[:count])
+
+    def _read_buffer(self, size: int) -> memoryview:
+        """A per-thread buffer of at least `size` bytes, reused across reads."""
+        buffer: memoryview | None = getattr(self._read_buffers, "buffer", None)
+        if buffer is not None and len(buffer) >= size:
+            return buffer
+        buffer = memoryview(bytearray(size))
+        if size <= _KEPT_READ_BUFFER:
+            self._read_buffers.buffer = buffer
+        return buffer
+
+    def write(self, fh: FileHandle, offset: int, data: Any) -> int:
+        """Write `data` (any bytes-like object) at `offset`; returns the count."""
+        with self._gate:
+            source = ffi.from_buffer(data)
+            return check(lib.ceph_ll_write(self._cmount, fh.ptr, offset, len(source), source),
+                         "ll_write")
+
+    def fsync(self, fh: FileHandle, datasync: bool = False) -> None:
+        """Make the file's data (and unless `datasync`, its metadata) durable."""
+        with self._gate:
+            check(lib.ceph_ll_fsync(self._cmount, fh.ptr, int(datasync)), "ll_fsync")
+
+    def flush(self, fh: FileHandle) -> None:
+        """Write back buffered data and report earlier write errors (close(2)).
+
+        libcephfs 16.2 exports no ll_flush; this is a data-only fsync, which
+        also returns the errors of earlier buffered writes (e.g. EDQUOT).
+        """
+        with self._gate:
+            check(lib.ceph_ll_fsync(self._cmount, fh.ptr, 1), "ll_flush")
+
+    def release(self, fh: FileHandle) -> None:
+        """Close an open file, returning errors of earlier buffered writes.
+
+        (Named after FUSE's release: `close()` closes the whole client.)
+        """
+        with self._gate:
+            check(lib.ceph_ll_close(self._cmount, fh.ptr), "ll_close")
+
+    def getlk(self, fh: FileHandle, lock: Lock, owner: int) -> Lock:
+        """The first lock that conflicts with `lock`, or `lock` with type F_UNLCK."""
+        with self._gate:
+            flock = _flock(lock)
+            check(lib.ceph_ll_getlk(self._cmount, fh.ptr, flock, owner), "ll_getlk")
+            return Lock(flock.l_type, flock.l_start, flock.l_len, flock.l_pid)
+
+    def setlk(self, fh: FileHandle, lock: Lock, owner: int, wait: bool = False) -> None:
+        """Take or release (F_UNLCK) a POSIX lock for `owner`.
+
+        With `wait` this blocks until the lock is granted: it then holds its
+        thread for that long (and cannot be cancelled).
+        """
+        with self._gate:
+            check(lib.ceph_ll_setlk(self._cmount, fh.ptr, _flock(lock), owner, int(wait)),
+                  "ll_setlk")
+
+    # --- directories -------------------------------------------------------
+
+    def opendir(self, inode: Inode, cred: Credentials) -> DirHandle:
+        """Open a directory for `readdir`."""
+        with self._gate:
+            out = ffi.new("struct ceph_dir_result **")
+            check(lib.ceph_ll_opendir(self._cmount, inode.ptr, out, self._perm(cred)),
+                  "ll_opendir")
+            return DirHandle(inode.ino, out[0])
+
+    def releasedir(self, dirh: DirHandle) -> None:
+        with self._gate:
+            check(lib.ceph_ll_releasedir(self._cmount, dirh.ptr), "ll_releasedir")
+
+    def readdir(
+        self, dirh: DirHandle, offset: int = 0, *, want_inodes: bool = False
+    ) -> Iterator[DirEntry]:
+        """Entries from `offset` on ("." and ".." left out).
+
+        `offset` is 0 or an entry's `offset` from an earlier call on the same
+        handle. Attributes come from the client's cache without asking the
+        MDS (readdir replies carry them): check `stat.mask`. With
+        `want_inodes` each entry carries one reference on its inode, taken
+        only when the entry is produced: stop early and nothing leaks.
+        """
+        de, stx = ffi.new("struct dirent *"), _statx()
+        out = _inode_out() if want_inodes else ffi.NULL
+        while True:
+            with self._gate:
+                if lib.ceph_telldir(self._cmount, dirh.ptr) != offset:
+                    lib.ceph_seekdir(self._cmount, dirh.ptr, offset)
+                got = check(
+                    lib.ceph_readdirplus_r(self._cmount, dirh.ptr, de, stx,
+                                           c.CEPH_STATX_ALL_STATS, c.AT_STATX_DONT_SYNC, out),
+                    "readdirplus_r",
+                )
+                if not got:
+                    return
+                offset = lib.ceph_telldir(self._cmount, dirh.ptr)
+                entry = self._dir_entry(de, stx, offset, out)
+            if entry is not None:
+                yield entry
+
+    def _dir_entry(self, de: Any, stx: Any, offset: int, out: Any) -> DirEntry | None:
+        name = ffi.string(de.d_name)
+        inode = None if out == ffi.NULL else Inode(stx.stx_ino, out[0])
+        if name in _DOTS:
+            if inode is not None:
+                lib.ceph_ll_put(self._cmount, inode.ptr)
+            return None
+        return DirEntry(name, StatX.from_cdata(stx), offset, inode)
+
+    def readdir_batch(
+        self, dirh: DirHandle, offset: int, limit: int, *, want_inodes: bool = False
+    ) -> list[DirEntry]:
+        """At most `limit` entries of `readdir` at once (one thread hop in aio)."""
+        return list(itertools.islice(self.readdir(dirh, offset, want_inodes=want_inodes), limit))
+
+    # --- names -----------------------------------------------------------
+
+    def mkdir(
+        self, parent: Inode, name: bytes, mode: int, cred: Credentials
+    ) -> tuple[Inode, StatX]:
+        """Make a directory; returns it (one reference) and its attributes."""
+        return self._new_inode("ll_mkdir", lib.ceph_ll_mkdir, cred, parent.ptr, name, mode)
+
+    def mknod(
+        self, parent: Inode, name: bytes, mode: int, rdev: int, cred: Credentials
+    ) -> tuple[Inode, StatX]:
+        """Make a node (file, FIFO, socket, device) as mknod(2) does."""
+        return self._new_inode("ll_mknod", lib.ceph_ll_mknod, cred, parent.ptr, name, mode, rdev)
+
+    def symlink(
+        self, parent: Inode, name: bytes, target: bytes, cred: Credentials
+    ) -> tuple[Inode, StatX]:
+        """Make a symbolic link `name` -> `target`."""
+        return self._new_inode("ll_symlink", lib.ceph_ll_symlink, cred, parent.ptr, name, target)
+
+    def readlink(self, inode: Inode, cred: Credentials) -> bytes:
+        with self._gate:
+            buf = ffi.new("char[]", _PATH_MAX)
+            count = check(lib.ceph_ll_readlink(self._cmount, inode.ptr, buf, _PATH_MAX,
+                                               self._perm(cred)), "ll_readlink")
+            return ffi.unpack(buf, count)
+
+    def link(
+        self, inode: Inode, newparent: Inode, newname: bytes, cred: Credentials
+    ) -> StatX:
+        """Add the hard link `newname` in `newparent`; returns the new attributes.
+
+        No reference is taken: the caller already holds `inode`.
+        """
+        with self._gate:
+            check(lib.ceph_ll_link(self._cmount, inode.ptr, newparent.ptr, newname,
+                                   self._perm(cred)), "ll_link")
+        return self.getattr(inode, cred)
+
+    def unlink(self, parent: Inode, name: bytes, cred: Credentials) -> None:
+        with self._gate:
+            check(lib.ceph_ll_unlink(self._cmount, parent.ptr, name, self._perm(cred)),
+                  "ll_unlink")
+
+    def rmdir(self, parent: Inode, name: bytes, cred: Credentials) -> None:
+        with self._gate:
+            check(lib.ceph_ll_rmdir(self._cmount, parent.ptr, name, self._perm(cred)),
+                  "ll_rmdir")
+
+    def rename(
+        self, parent: Inode, name: bytes, newparent: Inode, newname: bytes, cred: Credentials
+    ) -> None:
+        """rename(2): replaces an existing `newname`.
+
+        libcephfs takes no flags: RENAME_NOREPLACE and RENAME_EXCHANGE must be
+        emulated (or refused) above this layer.
+        """
+        with self._gate:
+            check(lib.ceph_ll_rename(self._cmount, parent.ptr, name, newparent.ptr, newname,
+                                     self._perm(cred)), "ll_rename")
+
+    # --- extended attributes ---------------------------------------------
+
+    def getxattr(self, inode: Inode, name: bytes, cred: Credentials) -> bytes:
+        perm = self._perm(cred)
+
+        def fetch(buf: Any, size: int) -> int:
+            return lib.ceph_ll_getxattr(self._cmount, inode.ptr, name, buf, size, perm)
+
+        return self._sized("ll_getxattr", fetch)
+
+    def listxattr(self, inode: Inode, cred: Credentials) -> list[bytes]:
+        perm = self._perm(cred)
+        size_out = ffi.new("size_t *")
+
+        def fetch(buf: Any, size: int) -> int:
+            ret = lib.ceph_ll_listxattr(self._cmount, inode.ptr, buf, size, size_out, perm)
+            return ret if ret < 0 else size_out[0]
+
+        return self._sized("ll_listxattr", fetch).split(b"\0")[:-1]
+
+    def _sized(self, op: str, fetch: Any) -> bytes:
+        """Ask for the size with an empty buffer, then fetch; retry if it grew."""
+        with self._gate:
+            for _ in range(_XATTR_ATTEMPTS):
+                size = check(fetch(ffi.NULL, 0), op)
+                buf = ffi.new("char[]", size)
+                count = fetch(buf, size)
+                if count != -errno.ERANGE:
+                    return ffi.unpack(buf, check(count, op))
+        raise CephError(errno.ERANGE, op, "the value kept growing")
+
+    def setxattr(
+        self, inode: Inode, name: bytes, value: bytes, cred: Credentials, *, flags: int = 0
+    ) -> None:
+        """Set an attribute; `flags` 0, os.XATTR_CREATE or os.XATTR_REPLACE."""
+        with self._gate:
+            check(lib.ceph_ll_setxattr(self._cmount, inode.ptr, name, value, len(value), flags,
+                                       self._perm(cred)), "ll_setxattr")
+
+    def removexattr(self, inode: Inode, name: bytes, cred: Credentials) -> None:
+        with self._gate:
+            check(lib.ceph_ll_removexattr(self._cmount, inode.ptr, name, self._perm(cred)),
+                  "ll_removexattr")
+
+    # --- introspection -------------------------------------------------------
+
+    def admin_command(self, prefix: str, **args: Any) -> Any:
+        """A command to this client's admin socket (needs `admin_socket`)."""
+        path = self.conf_get("admin_socket")
+        if not path:
+            raise CephError(errno.ENOTSUP, "admin_command", "no admin_socket configured")
+        return admin_socket_command(path, prefix, **args)
+
+    def ref_counts(self) -> RefCounts:
+        """Cached inodes, low-level references and open files (for leak checks)."""
+        inodes = [i for i in self.admin_command("dump_cache")["cache"] if "ll_ref" in i]
+        return RefCounts(
+            inodes=len(inodes),
+            ll_refs=sum(i["ll_ref"] for i in inodes),
+            open_files=sum(m["refs"] for i in inodes for m in i.get("open_by_mode", ())),
+        )
+
+
+def _mount_hint(op: str, err: int, who: str, root: str, timeout_s: float) -> str:
+    """Why init (which authenticates) or mount most likely failed."""
+    hints = {
+        errno.ETIMEDOUT: (
+            f"no answer from the monitors in {timeout_s:g} s: check mon_host" if op == "init"
+            else f"no answer from the MDS in {timeout_s:g} s"
+        ),
+        errno.EACCES: f"authentication as {who} failed: wrong key?",
+        errno.EPERM: f"the caps of {who} do not allow mounting {root}",
+        errno.ENOENT: f"no keyring for {who}" if op == "init" else f"{root} does not exist",
+    }
+    return hints.get(err, f"mounting {root} as {who}")
+
+
+def _set_time(ts: Any, value: TimeArg, bit: int, now_bit: int) -> int:
+    """Fill `ts` from `value`; the setattr mask bits to use.
+
+    libcephfs 16.2 ignores the *_NOW bits (with the plain bit it stores the
+    timespec given, without it nothing), so NOW is the local clock, which is
+    also what libcephfs itself stamps writes with.
+    """
+    if value is None:
+        return 0
+    if value is NOW:
+        value = time.time_ns()
+        bit |= now_bit
+    ts.tv_sec, ts.tv_nsec = divmod(value, 1_000_000_000)
+    return bit
+
+
+def _flock(lock: Lock) -> Any:
+    return ffi.new("struct flock *", {
+        "l_type": lock.type, "l_whence": os.SEEK_SET, "l_start": lock.start,
+        "l_len": lock.length, "l_pid": lock.pid,
+    })

@@ -1,0 +1,136 @@
+"""Plain values and handles passed across the ceph client layer."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Whom a call acts for: libcephfs checks permissions against these."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
+ROOT = Credentials(0, 0)
+
+
+class _Now(enum.Enum):
+    NOW = "now"
+
+
+NOW = _Now.NOW
+"""Pass as `atime_ns`/`mtime_ns` to `setattr` for the server's current time."""
+
+TimeArg = int | _Now | None
+
+
+def _ns(ts: Any) -> int:
+    return int(ts.tv_sec) * 1_000_000_000 + int(ts.tv_nsec)
+
+
+@dataclass(frozen=True, slots=True)
+class StatX:
+    """An inode's attributes; times in integer nanoseconds since the epoch.
+
+    `mask` holds the CEPH_STATX_* bits that are valid: always all of them for
+    getattr/lookup, possibly fewer for readdir (which never asks the MDS).
+    `version` changes whenever the inode changes.
+    """
+
+    ino: int
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    rdev: int
+    size: int
+    blocks: int
+    blksize: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+    btime_ns: int
+    version: int
+    mask: int
+
+    @classmethod
+    def from_cdata(cls, stx: Any) -> StatX:
+        """Copy a `struct ceph_statx *` into Python ints."""
+        return cls(
+            ino=stx.stx_ino,
+            mode=stx.stx_mode,
+            nlink=stx.stx_nlink,
+            uid=stx.stx_uid,
+            gid=stx.stx_gid,
+            rdev=stx.stx_rdev,
+            size=stx.stx_size,
+            blocks=stx.stx_blocks,
+            blksize=stx.stx_blksize,
+            atime_ns=_ns(stx.stx_atime),
+            mtime_ns=_ns(stx.stx_mtime),
+            ctime_ns=_ns(stx.stx_ctime),
+            btime_ns=_ns(stx.stx_btime),
+            version=stx.stx_version,
+            mask=stx.stx_mask,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Inode:
+    """A libcephfs `Inode *` and its inode number.
+
+    Holding an Inode object means nothing by itself: the reference it stands
+    for is libcephfs's. Every CephClient method that returns an Inode hands the
+    caller one reference, to be given back with `put(inode)` (one) or
+    `forget(inode, n)` (n at once). An Inode must not be used after its last
+    reference is given back, nor after its client is closed.
+    """
+
+    ino: int
+    ptr: Any = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FileHandle:
+    """An open file (`Fh *`); close it with `close(fh)`."""
+
+    ino: int
+    ptr: Any = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DirHandle:
+    """An open directory (`ceph_dir_result *`); release it with `releasedir`."""
+
+    ino: int
+    ptr: Any = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DirEntry:
+    """One directory entry.
+
+    `offset` is where the entry after this one starts: pass it back to
+    `readdir` to continue. `inode` is set only when the caller asked for
+    inodes, and then carries one reference like any other returned Inode.
+    """
+
+    name: bytes
+    stat: StatX
+    offset: int
+    inode: Inode | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """A POSIX byte-range lock (struct flock, whence is always SEEK_SET)."""
+
+    type: int
+    start: int
+    length: int
+    pid: int = 0

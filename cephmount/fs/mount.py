@@ -1,0 +1,273 @@
+"""Run one FUSE mount of a CephFS subtree: in the foreground, or detached in a child.
+
+A detached mount is a child process started afresh (not forked: a process with
+a libcephfs mount must not fork and mount again), which reports through a pipe
+either that the mount is in place or one line saying why it is not. Nothing is
+left mounted when the mount fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from cephmount.ceph.admin import AdminClient, CephAdminError
+from cephmount.ceph.aio import AsyncCephClient
+from cephmount.ceph.client import CephClient
+from cephmount.ceph.errors import CephError
+from cephmount.fs.operations import CephOperations, KernelCaching
+from cephmount.fs.options import Coherence, MountOptions, Source
+
+log = logging.getLogger(__name__)
+
+FS_TYPE = "fuse.cephmount"
+# Kernel caching per coherence mode; docs/cache-and-coherence.md says what each promises.
+KERNEL_CACHING = {
+    Coherence.STRICT: KernelCaching(attr_timeout=0, entry_timeout=0, direct_io=True),
+    Coherence.DEFAULT: KernelCaching(attr_timeout=1.0, entry_timeout=1.0),
+    Coherence.RELAXED: KernelCaching(attr_timeout=30.0, entry_timeout=30.0),
+}
+
+
+class MountError(Exception):
+    """A mount could not be made or undone; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class MountRecord:
+    """What `cephmount list` shows of a mount, kept in the state dir while it runs."""
+
+    mountpoint: str
+    source: str
+    pid: int
+    coherence: str
+
+
+def state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/run/cephmount")
+    return Path(os.environ.get("XDG_RUNTIME_DIR", "/tmp")) / "cephmount"
+
+
+def _record_path(mountpoint: str) -> Path:
+    name = mountpoint.strip("/").replace("/", "-") or "root"
+    return state_dir() / "mounts" / f"{name}.json"
+
+
+def _is_mounted(mountpoint: str) -> bool:
+    """Whether `mountpoint` is a mount point; a dead FUSE server counts as mounted."""
+    with open("/proc/self/mountinfo") as mounts:
+        return any(line.split()[4] == mountpoint for line in mounts)
+
+
+def check_mountpoint(mountpoint: str) -> str:
+    """Refuse a mountpoint that is missing, not a directory, or in use; return it absolute."""
+    path = os.path.abspath(mountpoint)
+    if not os.path.lexists(path):
+        raise MountError(f"mountpoint {path} does not exist")
+    if _is_mounted(path):
+        raise MountError(f"mountpoint {path} is busy: something is already mounted there")
+    if not os.path.isdir(path):
+        raise MountError(f"mountpoint {path} is not a directory")
+    return path
+
+
+def resolve_root(source: Source, options: MountOptions) -> str:
+    """The path to mount: the source's own, or the subvolume's as the mgr reports it."""
+    if source.path:
+        return source.path
+    try:
+        with AdminClient(options.conf or _default_conf(), name=f"client.{source.client_id}",
+                         keyring=options.keyring, timeout=options.timeout) as admin:
+            return admin.subvolume_path(source.fs_name, str(source.subvolume), source.group)
+    except CephAdminError as exc:
+        raise MountError(f"cannot resolve subvolume {source}: {exc}") from None
+
+
+def _default_conf() -> str:
+    return os.environ.get("CEPH_CONF", "/etc/ceph/ceph.conf")
+
+
+def connect(source: Source, options: MountOptions, mountpoint: str) -> CephClient:
+    """A mounted libcephfs client rooted at the source; a clear MountError otherwise."""
+    root = resolve_root(source, options)
+    try:
+        client = CephClient(options.conf or _default_conf(), source.client_id,
+                            keyring=options.keyring,
+                            options={"client_fs": source.fs_name,
+                                     "client_metadata": f"mount_point={mountpoint}"})
+    except CephError as exc:
+        raise MountError(f"cannot set up client.{source.client_id}: {exc}") from None
+    try:
+        client.mount(root, timeout_s=options.timeout)
+    except CephError as exc:
+        client.close()
+        raise MountError(f"cannot mount {source}: {exc}") from None
+    return client
+
+
+def _fuse_options(source: Source, options: MountOptions) -> set[str]:
+    chosen = {f"fsname={source}", "subtype=cephmount"}
+    if options.default_permissions:
+        chosen.add("default_permissions")
+    if options.allow_other:
+        chosen.add("allow_other")
+    if options.read_only:
+        chosen.add("ro")
+    return chosen
+
+
+async def _serve() -> None:
+    """Run FUSE until the kernel unmounts us or a signal asks us to stop."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("signal %d: unmounting", signum)
+            scope.cancel()
+            return
+
+
+def run_foreground(source: Source, options: MountOptions, mountpoint: str,
+                   ready_fd: int | None = None) -> None:
+    """Mount, serve until unmounted or signalled, then leave nothing behind."""
+    with _reporting_to(ready_fd) as report:
+        path = check_mountpoint(mountpoint)
+        client = connect(source, options, path)
+        try:
+            operations = CephOperations(
+                AsyncCephClient(client), client.root(),
+                caching=KERNEL_CACHING[options.coherence], read_only=options.read_only)
+            pyfuse3.init(operations, path, _fuse_options(source, options))
+            try:
+                with _recorded(MountRecord(path, str(source), os.getpid(),
+                                           options.coherence.value)):
+                    report("OK")
+                    trio.run(_serve)
+            finally:
+                pyfuse3.close(unmount=True)
+            trio.run(operations.release_all)
+        finally:
+            client.close()
+
+
+@contextlib.contextmanager
+def _reporting_to(ready_fd: int | None) -> Iterator:
+    """Tell the waiting parent (if any) "OK" or the one-line reason of a failure."""
+    sent = False
+
+    def report(line: str) -> None:
+        nonlocal sent
+        if ready_fd is not None and not sent:
+            os.write(ready_fd, line.encode() + b"\n")
+            os.close(ready_fd)
+            sent = True
+
+    try:
+        yield report
+    except (MountError, CephError, OSError, RuntimeError) as exc:
+        report(f"ERR {exc}")
+        raise
+
+
+@contextlib.contextmanager
+def _recorded(record: MountRecord) -> Iterator[None]:
+    path = _record_path(record.mountpoint)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(json.dumps(record.__dict__))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def run_detached(argv: list[str], timeout: float) -> str:
+    """Start `cephmount mount -f ...` as a new session; wait until it has mounted."""
+    read_end, write_end = os.pipe()
+    log_path = state_dir() / "log" / "mounts.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(log_path, "ab") as log_file:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "cephmount.cli", "mount", "-f",
+             "--ready-fd", str(write_end), *argv],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+            pass_fds=(write_end,), start_new_session=True)
+    os.close(write_end)
+    answer = _read_answer(read_end, timeout)
+    if answer == "OK":
+        return str(log_path)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=5)
+    if answer.startswith("ERR "):
+        raise MountError(answer[4:])
+    raise MountError(f"the mount process ended without mounting ({answer}); see {log_path}")
+
+
+def _read_answer(read_end: int, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    chunks = b""
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        os.set_blocking(read_end, False)
+        while time.monotonic() < deadline:
+            try:
+                chunk = pipe.read(4096)
+            except BlockingIOError:
+                chunk = None
+            if chunk == b"":
+                break
+            if chunk:
+                chunks += chunk
+                if chunks.endswith(b"\n"):
+                    break
+            time.sleep(0.02)
+        else:
+            return "no answer within the timeout"
+    return chunks.decode(errors="replace").strip() or "no answer"
+
+
+def unmount(mountpoint: str) -> None:
+    path = os.path.abspath(mountpoint)
+    if not any(m.mountpoint == path for m in list_mounts()):
+        raise MountError(f"{path} is not a cephmount mount")
+    for argv in (["fusermount3", "-u", path], ["fusermount3", "-u", "-z", path]):
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        if result.returncode == 0:
+            return
+    raise MountError(f"cannot unmount {path}: {result.stderr.strip()}")
+
+
+def list_mounts() -> list[MountRecord]:
+    """cephmount mounts of this host, as /proc/mounts has them, with their server's pid."""
+    found = []
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            source, point, fs_type = line.split()[:3]
+            if fs_type != FS_TYPE:
+                continue
+            point = point.replace("\\040", " ")
+            found.append(_with_record(MountRecord(point, source, 0, "")))
+    return found
+
+
+def _with_record(record: MountRecord) -> MountRecord:
+    try:
+        return MountRecord(**json.loads(_record_path(record.mountpoint).read_text()))
+    except (OSError, ValueError, TypeError):
+        return record

@@ -1,0 +1,77 @@
+"""What POSIX and the subvolume's quota promise a user of the mount."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cephmount.devcluster import QUOTA_BYTES
+from tests.fuse.conftest import as_user
+
+pytestmark = [pytest.mark.fuse, pytest.mark.cluster]
+
+OTHER_UID, OTHER_GID = 4242, 4242
+
+
+def run_as_other(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False, **as_user(OTHER_UID, OTHER_GID))
+
+
+def errno_of(code: str) -> str:
+    """Run `code` as another user; return the errno name it failed with, or 'ok'."""
+    wrapped = ("import errno, os\ntry:\n    " + code + "\n    print('ok')\n"
+               "except OSError as e:\n    print(errno.errorcode[e.errno])")
+    result = run_as_other(wrapped)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_non_root_caller_gets_eacces_where_posix_says(workdir: Path) -> None:
+    workdir.chmod(0o755)
+    secret = workdir / "secret"
+    secret.write_text("root only")
+    secret.chmod(0o600)
+    private = workdir / "private"
+    private.mkdir(mode=0o700)
+    shared = workdir / "shared"
+    shared.mkdir(mode=0o777)
+    (workdir / "readable").write_text("everyone")
+    (workdir / "readable").chmod(0o644)
+
+    assert errno_of(f"open({str(secret)!r}).read()") == "EACCES"
+    assert errno_of(f"open({str(workdir / 'readable')!r}, 'a')") == "EACCES"
+    assert errno_of(f"os.listdir({str(private)!r})") == "EACCES"
+    assert errno_of(f"open({str(workdir / 'new')!r}, 'w')") == "EACCES"
+    assert errno_of(f"os.chmod({str(secret)!r}, 0o777)") == "EPERM"
+    assert errno_of(f"open({str(workdir / 'readable')!r}).read()") == "ok"
+    assert errno_of(f"open({str(shared / 'mine')!r}, 'w').write('x')") == "ok"
+    assert (shared / "mine").stat().st_uid == OTHER_UID
+
+
+def test_df_shows_the_quota(cephmount_mount: Path) -> None:
+    vfs = os.statvfs(cephmount_mount)
+    assert vfs.f_blocks * vfs.f_frsize == QUOTA_BYTES
+    df = subprocess.run(["df", "-B1", "--output=size", str(cephmount_mount)],
+                        capture_output=True, text=True, timeout=30, check=True)
+    assert int(df.stdout.split()[-1]) == QUOTA_BYTES
+
+
+def test_writing_past_the_quota_gives_edquot(workdir: Path) -> None:
+    path = workdir / "too-big"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        with pytest.raises(OSError) as refused:
+            os.pwrite(fd, b"x" * 4096, QUOTA_BYTES + (256 << 20))
+            os.fsync(fd)
+        assert refused.value.errno == errno.EDQUOT
+    finally:
+        os.close(fd)
+    # Nothing else broke: the mount still takes writes within the quota.
+    (workdir / "small").write_bytes(b"fine")
+    assert (workdir / "small").read_bytes() == b"fine"

@@ -1,0 +1,123 @@
+"""The cffi declarations agree with gcc and the installed libcephfs headers.
+
+In ABI mode cffi trusts our cdef blindly: a wrong field type or prototype
+corrupts memory without an error. Here gcc compiles the real headers and
+reports every struct's size and field offsets, and it also re-reads our
+function prototypes after the headers (C rejects a conflicting redeclaration).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cephmount.ceph._libcephfs import PROTOTYPES, ffi
+
+HEADERS = """
+#define _FILE_OFFSET_BITS 64
+#include <stddef.h>
+#include <stdio.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <cephfs/libcephfs.h>
+"""
+
+STRUCTS = [
+    "struct ceph_statx",
+    "struct dirent",
+    "struct ceph_client_callback_args",
+    "struct statvfs",
+    "struct flock",
+    "struct ceph_file_layout",
+    "struct timespec",
+    "vinodeno_t",
+]
+
+SCALARS = ["mode_t", "uid_t", "gid_t", "pid_t", "dev_t", "off_t", "time_t"]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("gcc") is None or not Path("/usr/include/cephfs/libcephfs.h").exists(),
+    reason="needs gcc and libcephfs-dev",
+)
+
+
+def _fields(ctype: str) -> list[str]:
+    return [name for name, _ in ffi.typeof(ctype).fields]
+
+
+def _c_program() -> str:
+    lines = [HEADERS, "int main(void) {", 'printf("{");']
+    for ctype in STRUCTS:
+        lines.append(f'printf("\\"{ctype}\\": %zu, ", sizeof({ctype}));')
+        for field in _fields(ctype):
+            key = f"{ctype}.{field}"
+            member = f"(({ctype} *)0)->{field}"
+            lines.append(
+                f'printf("\\"{key}\\": [%zu, %zu], ", offsetof({ctype}, {field}), '
+                f"sizeof({member}));"
+            )
+    for scalar in SCALARS:
+        lines.append(f'printf("\\"{scalar}\\": %zu, ", sizeof({scalar}));')
+    lines += ['printf("\\"end\\": 0}");', "return 0;", "}"]
+    return "\n".join(lines)
+
+
+def _cffi_layout() -> dict[str, object]:
+    layout: dict[str, object] = {}
+    for ctype in STRUCTS:
+        layout[ctype] = ffi.sizeof(ctype)
+        for name, field in ffi.typeof(ctype).fields:
+            layout[f"{ctype}.{name}"] = [field.offset, ffi.sizeof(field.type)]
+    for scalar in SCALARS:
+        layout[scalar] = ffi.sizeof(scalar)
+    return layout
+
+
+def _gcc(tmp_path: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:
+    c_file = tmp_path / "probe.c"
+    c_file.write_text(source)
+    return subprocess.run(
+        ["gcc", "-std=gnu11", "-Wall", "-Werror", *args, str(c_file)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+
+
+def test_struct_layouts_match_gcc(tmp_path: Path) -> None:
+    built = _gcc(tmp_path, _c_program(), "-o", str(tmp_path / "probe"))
+    assert built.returncode == 0, built.stderr
+    out = subprocess.run([str(tmp_path / "probe")], capture_output=True, text=True, check=True)
+    from_gcc = json.loads(out.stdout)
+    del from_gcc["end"]
+    assert _cffi_layout() == from_gcc
+
+
+def test_known_sizes() -> None:
+    assert ffi.sizeof("struct ceph_statx") == 136
+    assert ffi.sizeof("struct dirent") == 280
+    assert ffi.sizeof("struct ceph_client_callback_args") == 56
+
+
+def test_prototypes_agree_with_headers(tmp_path: Path) -> None:
+    """Redeclaring each prototype after the header is an error if any type differs."""
+    checked = _gcc(tmp_path, HEADERS + PROTOTYPES, "-fsyntax-only")
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_a_wrong_prototype_is_caught(tmp_path: Path) -> None:
+    """The redeclaration check itself is able to fail."""
+    wrong = PROTOTYPES.replace(
+        "int ceph_ll_forget(struct ceph_mount_info *cmount, struct Inode *in, int count);",
+        "int ceph_ll_forget(struct ceph_mount_info *cmount, struct Inode *in, long count);",
+    )
+    assert wrong != PROTOTYPES
+    checked = _gcc(tmp_path, HEADERS + wrong, "-fsyntax-only")
+    assert checked.returncode != 0
+    assert "ceph_ll_forget" in checked.stderr
