@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -59,8 +60,17 @@ def mount_ceph_fuse(env: ClientEnv, mountpoint: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def mount_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("mounts")
+def mount_root() -> Iterator[Path]:
+    """Where the session's mountpoints live: a dir every user may traverse, since
+    tests run programs as other users on the mounts (pytest's tmp dirs are 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="cm-mounts.", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        for child in root.iterdir():
+            child.rmdir()
+        root.rmdir()
 
 
 @pytest.fixture(scope="session")

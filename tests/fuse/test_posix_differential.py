@@ -192,8 +192,18 @@ def large_file_by_digest(r: Recorder) -> None:
     r.step("size", lambda: os.stat(r.path("big")).st_size)
 
 
+
+
+def large_directory(r: Recorder) -> None:
+    names = [f"entry-{i:05d}" for i in range(1500)]  # several readdir batches
+    r.step("create many", lambda: [write_file(r.path(n), b"") for n in names][-1])
+    r.step("list all", lambda: sorted(os.listdir(r.base)) == names)
+    r.step("remove half", lambda: [os.unlink(r.path(n)) for n in names[::2]][-1])
+    r.step("list rest", lambda: sorted(os.listdir(r.base)) == names[1::2])
+
+
 SCENARIOS = [files_and_dirs, links_and_renames, sizes_and_sparse_files, modes_owners_times,
-             extended_attributes, large_file_by_digest]
+             extended_attributes, large_file_by_digest, large_directory]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
@@ -204,3 +214,27 @@ def test_same_outcomes_as_ceph_fuse(scenario: Callable[[Recorder], None], workdi
     scenario(reference)
 
     assert ours.outcomes == reference.outcomes
+    assert not any(value is False for label, value in ours.outcomes
+                   if label.startswith("list")), "a listing differs from what was made"
+
+
+def test_listing_while_entries_come_and_go_loses_and_repeats_nothing(workdir: Path) -> None:
+    # Enough entries that the listing takes several getdents calls (~1000 entries each),
+    # so the changes below land between calls, not before the first one.
+    stable = {f"stable-{i:04d}" for i in range(2000)}
+    doomed = [f"doomed-{i:04d}" for i in range(600)]
+    for name in [*stable, *doomed]:
+        (workdir / name).touch()
+
+    seen: list[str] = []
+    with os.scandir(workdir) as listing:
+        for position, entry in enumerate(listing):
+            seen.append(entry.name)
+            if position == 100:
+                for name in doomed:
+                    (workdir / name).unlink()
+                for i in range(600):
+                    (workdir / f"new-{i:04d}").touch()
+
+    assert len(seen) == len(set(seen)), "an entry was listed twice"
+    assert stable <= set(seen), "an entry present throughout was lost"
