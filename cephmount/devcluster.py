@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -120,6 +121,7 @@ class DevCluster:
             raise DevClusterError(
                 f"data dir path {self.dir} is longer than {MAX_DIR_LENGTH} characters: "
                 "admin socket paths would not fit; pick a shorter --dir")
+        self._check_ports_free()
         deadline = time.monotonic() + timeout
         try:
             self._build(deadline)
@@ -211,6 +213,17 @@ class DevCluster:
             self._make_subvolume(admin)
             self._wait(deadline, "HEALTH_OK and all PGs active+clean",
                        lambda: _health_ok(admin))
+
+    def _check_ports_free(self) -> None:
+        for port in (self.port, self.port + 1):
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    raise DevClusterError(
+                        f"port {port} on 127.0.0.1 is in use (another cluster?): "
+                        "choose other mon ports with --port") from None
 
     def _conf_text(self, fsid: str) -> str:
         d = self.dir

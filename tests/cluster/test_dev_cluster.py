@@ -106,3 +106,12 @@ def test_env_without_cluster_is_one_clear_line() -> None:
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "dev-cluster up" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_up_on_a_port_in_use_says_so(own_cluster: DevCluster) -> None:
+    result = _cli("dev-cluster", "up", "--dir", str(short_tmpdir("cmdp.")),
+                  "--port", str(own_cluster.port))
+
+    assert result.returncode == 1
+    assert f"port {own_cluster.port}" in result.stderr and "--port" in result.stderr
+    assert "Traceback" not in result.stderr
