@@ -7,8 +7,8 @@ for a user take `Credentials`, which libcephfs checks like the kernel would.
 Reference rules: every method that returns an `Inode` (root, lookup,
 lookup_inode, create, mkdir, mknod, symlink, readdir with want_inodes) hands
 the caller one libcephfs reference on it; give it back with `put` (one) or
-`forget` (several). Open files and directories are released with `close` and
-`releasedir`. After `close()` every handle is invalid.
+`forget` (several). Open files are closed with `release`, directories with
+`releasedir`. After `unmount()` or `close()` every handle is invalid.
 
 Do not fork a process after a mount: start workers with spawn or exec.
 """

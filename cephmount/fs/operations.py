@@ -10,46 +10,55 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from itertools import count
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 import pyfuse3
-from cachetools import TTLCache
+import trio
+from cachetools import LRUCache, TTLCache
 
 from cephmount.ceph.aio import AsyncCephClient
 from cephmount.ceph.errors import CephError
-from cephmount.ceph.structs import Credentials, DirHandle, FileHandle, Inode, StatX
+from cephmount.ceph.structs import ROOT, Credentials, DirHandle, FileHandle, Inode, StatX
+from cephmount.fs.cache import BlockCache, ExpiringMap, block_size_for
+from cephmount.fs.coherence import POLICIES, ChangeTracker, CoherencePolicy, Invalidator
 from cephmount.fs.inodes import InodeTable
+from cephmount.fs.options import Coherence
+from cephmount.fs.reads import CachedReader, OpenFile
 
 log = logging.getLogger(__name__)
 
 READDIR_BATCH = 256
+ATTR_CACHE_ENTRIES = 65536
+# Read on the mount's root (`getfattr -n cephmount.stats MOUNT`): the cache counters as JSON.
+STATS_XATTR = b"cephmount.stats"
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@dataclass(frozen=True)
-class KernelCaching:
-    """How long the kernel may keep what we tell it, and how it treats file data."""
-
-    attr_timeout: float = 1.0
-    entry_timeout: float = 1.0
-    direct_io: bool = False
-
-
 def ceph_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn a CephError into the FUSEError the kernel understands."""
+    """Turn a CephError into the FUSEError the kernel understands.
+
+    Anything else unexpected is logged and answered with EIO: pyfuse3 ends the
+    whole session on an exception that is not a FUSEError, and one bad request
+    must not take the mount down with it.
+    """
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await method(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
         except CephError as exc:
             raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
 
     return wrapper
 
@@ -85,16 +94,41 @@ class CephOperations(pyfuse3.Operations):
     enable_acl = False
 
     def __init__(self, ceph: AsyncCephClient, root: Inode,
-                 caching: KernelCaching | None = None, read_only: bool = False) -> None:
+                 coherence: Coherence = Coherence.DEFAULT, cache_bytes: int = 256 << 20,
+                 read_only: bool = False) -> None:
         super().__init__()
         self._ceph = ceph
         self._inodes: InodeTable[Inode] = InodeTable(root)
-        self._caching = caching or KernelCaching()
+        self._policy: CoherencePolicy = POLICIES[coherence]
         self._read_only = read_only
         self._callers = CallerGroups()
         self._handle_ids = count(1)
-        self._files: dict[int, FileHandle] = {}
+        self._files: dict[int, OpenFile] = {}
         self._dirs: dict[int, DirHandle] = {}
+        self.blocks = BlockCache(cache_bytes if self._policy.cache_data else 0)
+        self._attrs: ExpiringMap[StatX] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
+        self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
+        self._changes = ChangeTracker(self._policy.revalidate_after)
+        self._reader = CachedReader(ceph, self.blocks)
+        self._block_sizes: LRUCache[int, int] = LRUCache(maxsize=ATTR_CACHE_ENTRIES)
+        self.invalidator = Invalidator(self.blocks, self._attrs, self._names,
+                                       self._inodes.to_fuse)
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Start coherence: callbacks to the invalidation thread, background reads."""
+        self._reader.attach(nursery)
+        self.invalidator.start()
+        self._ceph.sync.register_callbacks(
+            on_inode_invalidate=self.invalidator.on_inode_invalidate,
+            on_dentry_invalidate=self.invalidator.on_dentry_invalidate,
+            on_inode_release=self.invalidator.on_inode_release)
+
+    def stats(self) -> dict[str, int]:
+        counters = self.blocks.stats.as_dict()
+        counters.update(cache_bytes=self.blocks.size, cache_limit=self.blocks.capacity,
+                        kernel_notifications=self.invalidator.kernel_notifications,
+                        inodes=len(self._inodes), open_files=len(self._files))
+        return counters
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -102,8 +136,8 @@ class CephOperations(pyfuse3.Operations):
         entry = pyfuse3.EntryAttributes()
         entry.st_ino = fuse_ino
         entry.generation = 0
-        entry.entry_timeout = self._caching.entry_timeout
-        entry.attr_timeout = self._caching.attr_timeout
+        entry.entry_timeout = self._policy.entry_timeout
+        entry.attr_timeout = self._policy.attr_timeout
         entry.st_mode = stx.mode
         entry.st_nlink = stx.nlink
         entry.st_uid = stx.uid
@@ -118,12 +152,40 @@ class CephOperations(pyfuse3.Operations):
         entry.st_birthtime_ns = stx.btime_ns
         return entry
 
-    async def _remember(self, handle: Inode, stx: StatX) -> pyfuse3.EntryAttributes:
-        """Count a lookup the kernel will hold and describe the entry to it."""
+    async def _remember(self, parent: int, name: bytes, handle: Inode,
+                        stx: StatX) -> pyfuse3.EntryAttributes:
+        """Count a lookup the kernel will hold, cache the name and describe the entry."""
         fuse_ino, surplus = self._inodes.add_lookup(handle)
         if surplus is not None:
             await self._ceph.put(surplus)
-        return self._entry(fuse_ino, stx)
+        self._names.set((parent, name), fuse_ino)
+        return self._fresh_attrs(fuse_ino, stx)
+
+    @overload
+    def _fresh_attrs(self, fuse_ino: int, stx: StatX) -> pyfuse3.EntryAttributes: ...
+
+    @overload
+    def _fresh_attrs(self, fuse_ino: int, stx: StatX, report_change: bool) -> bool: ...
+
+    def _fresh_attrs(self, fuse_ino: int, stx: StatX,
+                     report_change: bool = False) -> pyfuse3.EntryAttributes | bool:
+        """Attributes just read from libcephfs: cache them, drop data of a changed file.
+
+        Returns the entry for the kernel, or with `report_change` whether the file changed.
+        """
+        self._attrs.set(fuse_ino, stx)
+        changed = self._changes.changed(stx)
+        if changed:
+            self.invalidator.file_changed(stx.ino)
+        return changed if report_change else self._entry(fuse_ino, stx)
+
+    def _changed_here(self, fuse_ino: int) -> None:
+        """This node changed the inode: what we cached of its attributes is stale."""
+        self._attrs.drop(fuse_ino)
+
+    def _name_changed(self, parent: int, name: bytes) -> None:
+        self._names.drop((parent, name))
+        self._attrs.drop(parent)
 
     def _writable(self) -> None:
         if self._read_only:
@@ -132,25 +194,61 @@ class CephOperations(pyfuse3.Operations):
     def _cred(self, ctx: pyfuse3.RequestContext) -> Credentials:
         return self._callers.credentials(ctx)
 
-    def _file(self, fh: int) -> FileHandle:
+    def _file(self, fh: int) -> OpenFile:
         try:
             return self._files[fh]
         except KeyError:
             raise pyfuse3.FUSEError(errno.EBADF) from None
 
-    def _new_file(self, handle: FileHandle) -> pyfuse3.FileInfo:
+    async def _new_file(self, of: OpenFile, unchanged: bool) -> pyfuse3.FileInfo:
+        """Register an open file; the kernel keeps its pages only if the file is unchanged."""
         fh = next(self._handle_ids)
-        self._files[fh] = handle
-        return pyfuse3.FileInfo(fh=fh, direct_io=self._caching.direct_io, keep_cache=False)
+        self._files[fh] = of
+        keep = unchanged and self._policy.cache_data
+        return pyfuse3.FileInfo(fh=fh, direct_io=self._policy.direct_io, keep_cache=keep)
+
+    async def _open_file(self, fuse_ino: int, handle: FileHandle, flags: int) -> OpenFile:
+        if not self._policy.cache_data:
+            return OpenFile(handle, fuse_ino, flags, block_size=0)
+        block_size = self._block_sizes.get(handle.ino)
+        if block_size is None:
+            inode = self._inodes.handle(fuse_ino)
+            block_size = block_size_for(await self._ceph.object_size(inode))
+            self._block_sizes[handle.ino] = block_size
+        return OpenFile(handle, fuse_ino, flags, block_size)
+
+    async def _close_to_open(self, fuse_ino: int, cred: Credentials) -> bool:
+        """Check the file's change counter at open; True when our cached data still holds."""
+        stx = await self._ceph.getattr(self._inodes.handle(fuse_ino), cred)
+        seen_before = self._changes.known_size(stx.ino) is not None
+        return seen_before and not self._fresh_attrs(fuse_ino, stx, report_change=True)
 
     # -- names -------------------------------------------------------------------------
 
     @ceph_errors
     async def lookup(self, parent_inode: int, name: bytes,
                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        cached = self._cached_entry(parent_inode, name)
+        if cached is not None:
+            return cached
         handle, stx = await self._ceph.lookup(
             self._inodes.handle(parent_inode), name, self._cred(ctx))
-        return await self._remember(handle, stx)
+        return await self._remember(parent_inode, name, handle, stx)
+
+    def _cached_entry(self, parent: int, name: bytes) -> pyfuse3.EntryAttributes | None:
+        """A lookup answered from our caches: a known inode, its name and attributes fresh."""
+        fuse_ino = self._names.get((parent, name))
+        if fuse_ino is None:
+            return None
+        stx = self._attrs.get(fuse_ino)
+        if stx is None:
+            return None
+        try:
+            self._inodes.count_lookup(fuse_ino)
+        except pyfuse3.FUSEError:
+            return None
+        self.blocks.stats.entry_hits += 1
+        return self._entry(fuse_ino, stx)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for fuse_ino, nlookup in inode_list:
@@ -161,8 +259,12 @@ class CephOperations(pyfuse3.Operations):
     @ceph_errors
     async def getattr(self, inode: int,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        stx = self._attrs.get(inode)
+        if stx is not None:
+            self.blocks.stats.attr_hits += 1
+            return self._entry(inode, stx)
         stx = await self._ceph.getattr(self._inodes.handle(inode), self._cred(ctx))
-        return self._entry(inode, stx)
+        return self._fresh_attrs(inode, stx)
 
     @ceph_errors
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
@@ -182,8 +284,11 @@ class CephOperations(pyfuse3.Operations):
             changes["atime_ns"] = attr.st_atime_ns
         if fields.update_mtime:
             changes["mtime_ns"] = attr.st_mtime_ns
+        self._changed_here(inode)
         stx = await self._ceph.setattr(self._inodes.handle(inode), self._cred(ctx), **changes)
-        return self._entry(inode, stx)
+        if fields.update_size:
+            self.invalidator.file_changed(stx.ino)
+        return self._fresh_attrs(inode, stx)
 
     @ceph_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
@@ -193,46 +298,53 @@ class CephOperations(pyfuse3.Operations):
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._writable()
+        self._name_changed(parent_inode, name)
         handle, stx = await self._ceph.mknod(
             self._inodes.handle(parent_inode), name, mode, rdev, self._cred(ctx))
-        return await self._remember(handle, stx)
+        return await self._remember(parent_inode, name, handle, stx)
 
     @ceph_errors
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._writable()
+        self._name_changed(parent_inode, name)
         handle, stx = await self._ceph.mkdir(
             self._inodes.handle(parent_inode), name, mode, self._cred(ctx))
-        return await self._remember(handle, stx)
+        return await self._remember(parent_inode, name, handle, stx)
 
     @ceph_errors
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._writable()
+        self._name_changed(parent_inode, name)
         handle, stx = await self._ceph.symlink(
             self._inodes.handle(parent_inode), name, target, self._cred(ctx))
-        return await self._remember(handle, stx)
+        return await self._remember(parent_inode, name, handle, stx)
 
     @ceph_errors
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._writable()
         handle = self._inodes.handle(inode)
+        self._name_changed(new_parent_inode, new_name)
         stx = await self._ceph.link(handle, self._inodes.handle(new_parent_inode), new_name,
                                     self._cred(ctx))
         self._inodes.count_lookup(inode)
-        return self._entry(inode, stx)
+        self._names.set((new_parent_inode, new_name), inode)
+        return self._fresh_attrs(inode, stx)
 
     @ceph_errors
     async def unlink(self, parent_inode: int, name: bytes,
                      ctx: pyfuse3.RequestContext) -> None:
         self._writable()
+        self._forget_name(parent_inode, name)
         await self._ceph.unlink(self._inodes.handle(parent_inode), name, self._cred(ctx))
 
     @ceph_errors
     async def rmdir(self, parent_inode: int, name: bytes,
                     ctx: pyfuse3.RequestContext) -> None:
         self._writable()
+        self._forget_name(parent_inode, name)
         await self._ceph.rmdir(self._inodes.handle(parent_inode), name, self._cred(ctx))
 
     @ceph_errors
@@ -246,7 +358,16 @@ class CephOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EINVAL)  # libcephfs has no atomic exchange
         if flags & pyfuse3.RENAME_NOREPLACE:
             await self._refuse_existing(new_parent, name_new, cred)
+        self._forget_name(parent_inode_old, name_old)
+        self._forget_name(parent_inode_new, name_new)
         await self._ceph.rename(old_parent, name_old, new_parent, name_new, cred)
+
+    def _forget_name(self, parent: int, name: bytes) -> None:
+        """A name goes away: drop it and the attributes of what it named (nlink, ctime)."""
+        fuse_ino = self._names.get((parent, name))
+        if fuse_ino is not None:
+            self._attrs.drop(fuse_ino)
+        self._name_changed(parent, name)
 
     async def _refuse_existing(self, parent: Inode, name: bytes, cred: Credentials) -> None:
         """EEXIST when `name` exists. Not atomic with the rename: libcephfs has no flags."""
@@ -266,39 +387,64 @@ class CephOperations(pyfuse3.Operations):
                    ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
             self._writable()
-        handle = await self._ceph.open(self._inodes.handle(inode), flags, self._cred(ctx))
-        return self._new_file(handle)
+        cred = self._cred(ctx)
+        unchanged = await self._close_to_open(inode, cred)
+        handle = await self._ceph.open(self._inodes.handle(inode), flags, cred)
+        if flags & os.O_TRUNC:
+            self._changed_here(inode)
+            self.invalidator.file_changed(handle.ino)
+            unchanged = False
+        return await self._new_file(await self._open_file(inode, handle, flags), unchanged)
 
     @ceph_errors
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext
                      ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         self._writable()
+        cred = self._cred(ctx)
+        self._name_changed(parent_inode, name)
         handle, stx, fh = await self._ceph.create(
-            self._inodes.handle(parent_inode), name, mode, flags, self._cred(ctx))
-        return self._new_file(fh), await self._remember(handle, stx)
+            self._inodes.handle(parent_inode), name, mode, flags, cred)
+        entry = await self._remember(parent_inode, name, handle, stx)
+        of = await self._open_file(entry.st_ino, fh, flags)
+        return await self._new_file(of, unchanged=False), entry
 
     @ceph_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return await self._ceph.read(self._file(fh), off, size)
+        of = self._file(fh)
+        if not of.block_size:
+            return await self._ceph.read(of.handle, off, size)
+        if self._changes.due(of.ino):
+            await self._revalidate(of)
+        return await self._reader.read(of, off, size, self._changes.known_size(of.ino))
+
+    async def _revalidate(self, of: OpenFile) -> None:
+        """Ask libcephfs whether the file moved on; drop what we cached of it if it did."""
+        stx = await self._ceph.getattr(self._inodes.handle(of.fuse_ino), ROOT)
+        self._fresh_attrs(of.fuse_ino, stx)
 
     @ceph_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        return await self._ceph.write(self._file(fh), off, buf)
+        of = self._file(fh)
+        self._changed_here(of.fuse_ino)
+        written = await self._ceph.write(of.handle, off, buf)
+        self.blocks.drop_range(of.ino, off, off + written, of.block_size)
+        return written
 
     @ceph_errors
     async def flush(self, fh: int) -> None:
-        await self._ceph.flush(self._file(fh))
+        await self._ceph.flush(self._file(fh).handle)
 
     @ceph_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
-        await self._ceph.fsync(self._file(fh), datasync)
+        await self._ceph.fsync(self._file(fh).handle, datasync)
 
     @ceph_errors
     async def release(self, fh: int) -> None:
-        handle = self._files.pop(fh, None)
-        if handle is not None:
-            await self._ceph.release(handle)
+        of = self._files.pop(fh, None)
+        if of is not None:
+            await self._reader.quiesce(of)
+            await self._ceph.release(of.handle)
 
     # -- directories -------------------------------------------------------------------
 
@@ -349,12 +495,15 @@ class CephOperations(pyfuse3.Operations):
 
     @ceph_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if name == STATS_XATTR and inode == pyfuse3.ROOT_INODE:
+            return json.dumps(self.stats()).encode()
         return await self._ceph.getxattr(self._inodes.handle(inode), name, self._cred(ctx))
 
     @ceph_errors
     async def setxattr(self, inode: int, name: bytes, value: bytes,
                        ctx: pyfuse3.RequestContext) -> None:
         self._writable()
+        self._changed_here(inode)
         await self._ceph.setxattr(self._inodes.handle(inode), name, value, self._cred(ctx))
 
     @ceph_errors
@@ -364,14 +513,16 @@ class CephOperations(pyfuse3.Operations):
     @ceph_errors
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._writable()
+        self._changed_here(inode)
         await self._ceph.removexattr(self._inodes.handle(inode), name, self._cred(ctx))
 
     # -- teardown ----------------------------------------------------------------------
 
     async def release_all(self) -> None:
         """Close every handle and put every reference: called once the kernel is gone."""
-        for handle in self._files.values():
-            await self._ceph.release(handle)
+        for of in self._files.values():
+            await self._reader.quiesce(of)
+            await self._ceph.release(of.handle)
         for dir_handle in self._dirs.values():
             await self._ceph.releasedir(dir_handle)
         self._files.clear()

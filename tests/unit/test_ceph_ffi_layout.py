@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cephmount.ceph._libcephfs import PROTOTYPES, ffi
+from cephmount.ceph.structs import STATX_FORMAT, StatX
 
 HEADERS = """
 #define _FILE_OFFSET_BITS 64
@@ -103,6 +104,28 @@ def test_known_sizes() -> None:
     assert ffi.sizeof("struct ceph_statx") == 136
     assert ffi.sizeof("struct dirent") == 280
     assert ffi.sizeof("struct ceph_client_callback_args") == 56
+
+
+def test_statx_unpacking_matches_the_struct() -> None:
+    """StatX.from_cdata reads the raw bytes: every field must land right."""
+    assert STATX_FORMAT.size == ffi.sizeof("struct ceph_statx")
+    stx = ffi.new("struct ceph_statx *")
+    values = {"stx_mask": 0x1FFF, "stx_blksize": 4096, "stx_nlink": 3, "stx_uid": 1001,
+              "stx_gid": 1002, "stx_mode": 0o100644, "stx_ino": 2**40 + 5, "stx_size": 2**33,
+              "stx_blocks": 77, "stx_dev": 2**64 - 2, "stx_rdev": 0x0801,
+              "stx_version": 2**63 + 9}
+    for name, value in values.items():
+        setattr(stx, name, value)
+    for index, name in enumerate(("stx_atime", "stx_ctime", "stx_mtime", "stx_btime")):
+        getattr(stx, name).tv_sec = 1_700_000_000 + index
+        getattr(stx, name).tv_nsec = 100 + index
+    assert StatX.from_cdata(stx) == StatX(
+        ino=2**40 + 5, mode=0o100644, nlink=3, uid=1001, gid=1002, rdev=0x0801, size=2**33,
+        blocks=77, blksize=4096,
+        atime_ns=1_700_000_000_000_000_100, ctime_ns=1_700_000_001_000_000_101,
+        mtime_ns=1_700_000_002_000_000_102, btime_ns=1_700_000_003_000_000_103,
+        version=2**63 + 9, mask=0x1FFF,
+    )
 
 
 def test_prototypes_agree_with_headers(tmp_path: Path) -> None:

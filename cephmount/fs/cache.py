@@ -1,0 +1,189 @@
+"""The read cache: file data blocks bounded in bytes, plus attribute and entry caches.
+
+Blocks are keyed by inode and block offset; a block never straddles two RADOS
+objects (its size divides the file's object size), so one block is one object
+read. The block cache is shared by the trio thread (reads) and the invalidation
+thread (libcephfs callbacks), hence its lock. Each inode has a generation that
+every invalidation bumps: a block fetched under an older generation is not
+stored, so a callback racing a read cannot leave stale data behind.
+See docs/cache-and-coherence.md.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Generic, TypeVar
+
+from cachetools import LRUCache, TTLCache
+
+MAX_BLOCK = 1 << 20
+
+BlockKey = tuple[int, int]  # (ceph ino, block offset)
+V = TypeVar("V")
+
+
+def block_size_for(object_size: int) -> int:
+    """The largest block up to MAX_BLOCK that divides the object size."""
+    size = min(MAX_BLOCK, max(object_size, 4096))
+    while object_size % size:
+        size //= 2
+    return max(size, 1)
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    bytes_from_cache: int = 0
+    bytes_fetched: int = 0
+    evictions: int = 0
+    invalidations: int = 0
+    readahead_used: int = 0
+    readahead_wasted: int = 0
+    attr_hits: int = 0
+    entry_hits: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class _CountingLRU(LRUCache[BlockKey, bytes]):
+    """An LRU that reports what it evicts, so indexes and counters stay true."""
+
+    def __init__(self, maxsize: int, on_evict: Callable[[BlockKey], None]) -> None:
+        super().__init__(maxsize=maxsize, getsizeof=len)
+        self._on_evict = on_evict
+
+    def popitem(self) -> tuple[BlockKey, bytes]:
+        key, value = super().popitem()
+        self._on_evict(key)
+        return key, value
+
+
+class BlockCache:
+    """File data blocks, LRU, never more than `capacity` bytes of data."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.stats = CacheStats()
+        self._lock = threading.Lock()
+        self._blocks = _CountingLRU(capacity, self._evicted)
+        self._by_ino: dict[int, set[int]] = {}
+        self._generations: dict[int, int] = {}
+        self._unused_readahead: set[BlockKey] = set()
+
+    @property
+    def size(self) -> int:
+        return int(self._blocks.currsize)
+
+    def generation(self, ino: int) -> int:
+        with self._lock:
+            return self._generations.get(ino, 0)
+
+    def get(self, ino: int, offset: int) -> bytes | None:
+        with self._lock:
+            data = self._blocks.get((ino, offset))
+            if data is None:
+                self.stats.misses += 1
+                return None
+            self.stats.hits += 1
+            if (ino, offset) in self._unused_readahead:
+                self._unused_readahead.discard((ino, offset))
+                self.stats.readahead_used += 1
+            return data
+
+    def count_served(self, nbytes: int) -> None:
+        with self._lock:
+            self.stats.bytes_from_cache += nbytes
+
+    def put(self, ino: int, offset: int, data: bytes, generation: int,
+            readahead: bool = False) -> bool:
+        """Store a block fetched under `generation`; refuse it if the inode changed since."""
+        with self._lock:
+            self.stats.bytes_fetched += len(data)
+            if self._generations.get(ino, 0) != generation or len(data) > self.capacity:
+                return False
+            self._blocks[(ino, offset)] = data
+            self._by_ino.setdefault(ino, set()).add(offset)
+            if readahead:
+                self._unused_readahead.add((ino, offset))
+            return True
+
+    def contains(self, ino: int, offset: int) -> bool:
+        with self._lock:
+            return (ino, offset) in self._blocks
+
+    def invalidate(self, ino: int) -> None:
+        """Drop every block of `ino` and refuse blocks fetched before now."""
+        with self._lock:
+            self._generations[ino] = self._generations.get(ino, 0) + 1
+            self.stats.invalidations += 1
+            for offset in self._by_ino.pop(ino, ()):
+                self._blocks.pop((ino, offset), None)
+                self._forget_readahead((ino, offset))
+
+    def drop_range(self, ino: int, start: int, end: int, block_size: int) -> None:
+        """A local write changed [start, end): drop the blocks it touches.
+
+        A block is dropped when its span (a whole block, even if the file ended inside
+        it) meets the range. The generation moves too, so a fetch that began before
+        the write cannot store what it read.
+        """
+        with self._lock:
+            self._generations[ino] = self._generations.get(ino, 0) + 1
+            offsets = self._by_ino.get(ino, set())
+            for offset in [o for o in offsets if o < end and o + block_size > start]:
+                self._blocks.pop((ino, offset), None)
+                offsets.discard(offset)
+                self._forget_readahead((ino, offset))
+
+    def _evicted(self, key: BlockKey) -> None:
+        """Called under the lock by the LRU when it drops `key` for room."""
+        self.stats.evictions += 1
+        offsets = self._by_ino.get(key[0])
+        if offsets is not None:
+            offsets.discard(key[1])
+            if not offsets:
+                del self._by_ino[key[0]]
+        self._forget_readahead(key)
+
+    def _forget_readahead(self, key: BlockKey) -> None:
+        if key in self._unused_readahead:
+            self._unused_readahead.discard(key)
+            self.stats.readahead_wasted += 1
+
+
+class ExpiringMap(Generic[V]):
+    """A bounded map whose entries expire after `ttl` seconds; ttl 0 keeps nothing."""
+
+    def __init__(self, maxsize: int, ttl: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._enabled = ttl > 0
+        self._lock = threading.Lock()
+        self._items: TTLCache[object, V] = TTLCache(maxsize=maxsize, ttl=max(ttl, 1e-9),
+                                                    timer=clock)
+
+    def get(self, key: object) -> V | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def set(self, key: object, value: V) -> None:
+        if self._enabled:
+            with self._lock:
+                self._items[key] = value
+
+    def drop(self, key: object) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def drop_where(self, predicate: Callable[[object], bool]) -> None:
+        with self._lock:
+            for key in [k for k in self._items if predicate(k)]:
+                self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)

@@ -1,0 +1,161 @@
+"""Coherence across nodes: the modes' promises, change detection, and the invalidation thread.
+
+libcephfs calls our callbacks on its own threads while holding its client
+lock: they only queue the event. A dedicated thread drops our cached blocks,
+attributes and entries and tells the kernel, so neither libcephfs nor the trio
+thread ever waits on the kernel. See docs/cache-and-coherence.md.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyfuse3
+
+from cephmount.ceph.structs import StatX
+from cephmount.fs.cache import BlockCache, ExpiringMap
+from cephmount.fs.options import Coherence
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CoherencePolicy:
+    """How long anything may be served from a cache without asking libcephfs.
+
+    `attr_timeout`/`entry_timeout` are the kernel's; `cache_ttl` is ours for
+    attributes and entries; `revalidate_after` is how old the last check of an
+    open file's change counter may be before cached blocks are served again.
+    A reader that has a file open sees another node's completed write within
+    kernel timeout + cache_ttl (the kernel reads past its cached size only once
+    it refreshes attributes, and drops stale pages when mtime or size moved).
+    """
+
+    attr_timeout: float
+    entry_timeout: float
+    cache_ttl: float
+    revalidate_after: float
+    direct_io: bool = False
+    cache_data: bool = True
+
+
+POLICIES = {
+    Coherence.STRICT: CoherencePolicy(0.0, 0.0, 0.0, 0.0, direct_io=True, cache_data=False),
+    Coherence.DEFAULT: CoherencePolicy(0.4, 0.4, 0.4, 0.4),
+    Coherence.RELAXED: CoherencePolicy(30.0, 30.0, 30.0, 30.0),
+}
+
+
+@dataclass
+class _Seen:
+    version: int
+    size: int
+    mtime_ns: int
+    checked_at: float
+
+
+class ChangeTracker:
+    """The change counter (stx_version), size and mtime last seen of each file."""
+
+    def __init__(self, revalidate_after: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._revalidate_after = revalidate_after
+        self._clock = clock
+        self._seen: dict[int, _Seen] = {}
+
+    def due(self, ino: int) -> bool:
+        """Whether cached data of `ino` must be checked before it is served again."""
+        seen = self._seen.get(ino)
+        return seen is None or self._clock() - seen.checked_at >= self._revalidate_after
+
+    def changed(self, stx: StatX) -> bool:
+        """Record fresh attributes; True when the file changed since last seen."""
+        before = self._seen.get(stx.ino)
+        self._seen[stx.ino] = _Seen(stx.version, stx.size, stx.mtime_ns, self._clock())
+        if before is None:
+            return False
+        return (before.version, before.size, before.mtime_ns) != (
+            stx.version, stx.size, stx.mtime_ns)
+
+    def known_size(self, ino: int) -> int | None:
+        seen = self._seen.get(ino)
+        return seen.size if seen else None
+
+    def forget(self, ino: int) -> None:
+        self._seen.pop(ino, None)
+
+
+class Invalidator:
+    """Applies libcephfs's invalidation callbacks on a thread of its own."""
+
+    def __init__(self, blocks: BlockCache, attrs: ExpiringMap, entries: ExpiringMap,
+                 to_fuse: Callable[[int], int]) -> None:
+        self._blocks = blocks
+        self._attrs = attrs
+        self._entries = entries
+        self._to_fuse = to_fuse
+        self._events: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="cephmount-invalidate",
+                                         daemon=True)
+        self.kernel_notifications = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._events.put(None)
+            self._thread.join(timeout=10)
+
+    # Called on libcephfs threads: queue and return at once.
+    def on_inode_invalidate(self, ino: int, offset: int, length: int) -> None:
+        self._events.put(("inode", ino))
+
+    def on_dentry_invalidate(self, dir_ino: int, ino: int, name: bytes) -> None:
+        self._events.put(("dentry", dir_ino, name))
+
+    def on_inode_release(self, ino: int) -> None:
+        """The MDS wants references back; the kernel's forgets return them in time."""
+
+    # Called by the filesystem itself, from the trio thread.
+    def file_changed(self, ino: int) -> None:
+        """Drop our copy of a file now; tell the kernel from the thread."""
+        self._drop_inode(ino)
+        self._events.put(("kernel-inode", ino))
+
+    def _run(self) -> None:
+        while (event := self._events.get()) is not None:
+            try:
+                self._apply(event)
+            except Exception:  # never let one bad event stop coherence
+                log.exception("invalidation %r failed", event)
+
+    def _apply(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "inode":
+            self._drop_inode(event[1])
+            self._notify(pyfuse3.invalidate_inode, self._to_fuse(event[1]))
+        elif kind == "kernel-inode":
+            self._notify(pyfuse3.invalidate_inode, self._to_fuse(event[1]))
+        elif kind == "dentry":
+            parent, name = self._to_fuse(event[1]), event[2]
+            self._entries.drop((parent, name))
+            self._notify(pyfuse3.invalidate_entry, parent, name)
+
+    def _drop_inode(self, ino: int) -> None:
+        self._blocks.invalidate(ino)
+        self._attrs.drop(self._to_fuse(ino))
+
+    def _notify(self, call: Callable[..., None], *args: object) -> None:
+        try:
+            call(*args)
+            self.kernel_notifications += 1
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTCONN, errno.EBADF):
+                raise

@@ -1,0 +1,243 @@
+"""Coherence across nodes: separate mounts (processes, libcephfs clients) of one subvolume.
+
+Node A and B are cephmount mounts in the default mode, S one in strict mode; the
+`cephfs` module is an outside writer that knows nothing of cephmount.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cephfs
+import pytest
+
+from cephmount.devcluster import ClientEnv
+from cephmount.fs.mount import LIBCEPHFS_OBJECT_CACHE
+from tests.fuse.conftest import cephmount_cli, mount_cephmount, unmount
+
+pytestmark = [pytest.mark.fuse, pytest.mark.cluster]
+
+OPEN_READER_BOUND = 1.0  # seconds: what the default mode promises a reader with the file open
+
+
+class Node:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def stats(self) -> dict[str, int]:
+        return json.loads(os.getxattr(self.root, "cephmount.stats"))
+
+    def pid(self) -> int:
+        listing = json.loads(cephmount_cli("list", "--json").stdout)
+        return next(m["pid"] for m in listing if m["mountpoint"] == str(self.root))
+
+
+@pytest.fixture(scope="module")
+def nodes(client_env: ClientEnv, mount_root: Path) -> Iterator[dict[str, Node]]:
+    made: dict[str, Node] = {}
+    try:
+        for name, extra in (("a", ""), ("b", ""), ("c", ""), ("strict", "coherence=strict"),
+                            ("small", "cache_size=32M")):
+            mountpoint = mount_root / f"coherence-{name}"
+            mountpoint.mkdir()
+            mount_cephmount(client_env, mountpoint, extra)
+            made[name] = Node(mountpoint)
+        yield made
+    finally:
+        for node in made.values():
+            unmount(node.root)
+
+
+@pytest.fixture
+def shared(nodes: dict[str, Node]) -> Iterator[str]:
+    """A fresh directory name, present on every node."""
+    name = f"c-{uuid.uuid4().hex[:10]}"
+    (nodes["a"].root / name).mkdir()
+    try:
+        yield name
+    finally:
+        subprocess.run(["rm", "-rf", str(nodes["a"].root / name)], timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def outside(client_env: ClientEnv) -> Iterator[cephfs.LibCephFS]:
+    """An independent libcephfs client rooted at the subvolume (the `cephfs` module)."""
+    fs = cephfs.LibCephFS(conffile=str(client_env.conf), auth_id=client_env.client_id,
+                          conf={"keyring": str(client_env.keyring)})
+    fs.mount(filesystem_name=client_env.fs_name.encode(),
+             mount_root=client_env.subvolume_path.encode())
+    try:
+        yield fs
+    finally:
+        fs.unmount()
+        fs.shutdown()
+
+
+def wait_for(predicate: Callable[[], bool], limit: float, step: float = 0.01) -> float:
+    """Seconds until `predicate` holds; +inf if it did not within `limit`."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(step)
+    return float("inf")
+
+
+def test_strict_mode_reads_every_completed_write(nodes: dict[str, Node], shared: str) -> None:
+    path_a = nodes["a"].root / shared / "f"
+    path_s = nodes["strict"].root / shared / "f"
+    fd = os.open(path_s.parent / "f", os.O_RDONLY | os.O_CREAT, 0o644)  # S has it open
+    try:
+        for trial in range(20):
+            payload = f"version {trial}\n".encode() * (trial + 1)
+            path_a.write_bytes(payload)
+            assert os.pread(fd, 1 << 16, 0) == payload
+            assert path_s.read_bytes() == payload
+    finally:
+        os.close(fd)
+
+
+def test_default_mode_close_to_open(nodes: dict[str, Node], shared: str) -> None:
+    path_a = nodes["a"].root / shared / "f"
+    path_b = nodes["b"].root / shared / "f"
+    for trial in range(20):
+        payload = os.urandom(64 << 10) if trial % 2 else f"small {trial}".encode()
+        path_a.write_bytes(payload)
+        assert path_b.read_bytes() == payload, f"trial {trial}: B read stale data after open"
+
+
+def test_open_reader_sees_writes_within_the_bound(nodes: dict[str, Node], shared: str) -> None:
+    """`tail -f` on a shared log: B keeps the file open and polls; A appends and closes."""
+    path_a = nodes["a"].root / shared / "log"
+    path_a.write_bytes(b"")
+    windows = []
+    with open(nodes["b"].root / shared / "log", "rb") as reader:
+        reader.read()  # B has read the file (and may cache it)
+        content = b""
+        for trial in range(10):
+            line = f"line {trial} {'x' * trial}\n".encode()
+            with open(path_a, "ab") as writer:
+                writer.write(line)
+            expected = content + line
+
+            def seen(expected: bytes = expected) -> bool:
+                reader.seek(0)
+                return reader.read() == expected
+
+            windows.append(wait_for(seen, limit=5.0))
+            content = expected
+    assert max(windows) < OPEN_READER_BOUND, f"windows: {windows}"
+
+
+def test_outside_writer_is_seen_after_open(nodes: dict[str, Node], shared: str,
+                                           outside: cephfs.LibCephFS) -> None:
+    path_b = nodes["b"].root / shared / "from-outside"
+    for trial in range(5):
+        payload = f"outside {trial}\n".encode() * (100 * trial + 1)
+        fd = outside.open(f"/{shared}/from-outside".encode(), "w", 0o644)
+        outside.write(fd, payload, 0)
+        outside.close(fd)
+        assert path_b.read_bytes() == payload
+
+
+def test_disjoint_regions_from_two_nodes(nodes: dict[str, Node], shared: str) -> None:
+    block, blocks = 64 << 10, 32
+    (nodes["a"].root / shared / "regions").write_bytes(bytes(block * blocks))
+    script = """
+import os, sys
+path, first, block, blocks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+fd = os.open(path, os.O_WRONLY)
+for i in range(first, blocks, 2):
+    os.pwrite(fd, bytes([i]) * block, i * block)
+os.fsync(fd)
+os.close(fd)
+"""
+    writers = [subprocess.Popen([sys.executable, "-c", script,
+                                 str(nodes[name].root / shared / "regions"), str(first),
+                                 str(block), str(blocks)])
+               for name, first in (("a", 0), ("b", 1))]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+
+    expected = b"".join(bytes([i]) * block for i in range(blocks))
+    for name in ("a", "b", "c", "strict"):
+        assert (nodes[name].root / shared / "regions").read_bytes() == expected, name
+
+
+def test_unlink_and_rename_are_seen_by_other_nodes(nodes: dict[str, Node], shared: str) -> None:
+    a, b = nodes["a"].root / shared, nodes["b"].root / shared
+    (a / "doomed").write_text("old")
+    (a / "moving").write_text("payload")
+    assert (b / "doomed").read_text() == "old" and (b / "moving").read_text() == "payload"
+
+    (a / "doomed").unlink()
+    (a / "moving").rename(a / "moved")
+
+    assert wait_for(lambda: not (b / "doomed").exists(), OPEN_READER_BOUND) < OPEN_READER_BOUND
+    assert wait_for(lambda: not (b / "moving").exists(), OPEN_READER_BOUND) < OPEN_READER_BOUND
+    with pytest.raises(FileNotFoundError):
+        (b / "doomed").read_text()
+    assert (b / "moved").read_text() == "payload"
+
+
+def drop_kernel_caches() -> None:
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def timed_read(path: Path) -> float:
+    start = time.monotonic()
+    with open(path, "rb") as f:
+        while f.read(1 << 20):
+            pass
+    return time.monotonic() - start
+
+
+def test_hot_reread_is_served_from_our_cache(nodes: dict[str, Node], shared: str) -> None:
+    (nodes["a"].root / shared / "data").write_bytes(os.urandom(48 << 20))
+    path_b = nodes["b"].root / shared / "data"
+    drop_kernel_caches()
+    before = nodes["b"].stats()
+    cold = timed_read(path_b)
+    after_cold = nodes["b"].stats()
+    drop_kernel_caches()  # the kernel's copy is gone: the re-read reaches cephmount
+    hot = timed_read(path_b)
+    after_hot = nodes["b"].stats()
+
+    assert after_cold["bytes_fetched"] - before["bytes_fetched"] >= 48 << 20
+    assert after_hot["bytes_fetched"] == after_cold["bytes_fetched"], "re-read went to Ceph"
+    assert after_hot["bytes_from_cache"] - after_cold["bytes_from_cache"] == 48 << 20
+    assert after_cold["readahead_used"] > before["readahead_used"]
+    assert hot < cold, f"hot {hot:.3f}s, cold {cold:.3f}s"
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_cache_stays_within_its_limit(nodes: dict[str, Node], shared: str) -> None:
+    small = nodes["small"]
+    for i in range(3):
+        (nodes["a"].root / shared / f"part{i}").write_bytes(os.urandom(40 << 20))
+    rss_before = rss_bytes(small.pid())
+    for _ in range(2):
+        for i in range(3):
+            drop_kernel_caches()
+            timed_read(small.root / shared / f"part{i}")
+            stats = small.stats()
+            assert stats["cache_bytes"] <= stats["cache_limit"] == 32 << 20
+    stats = small.stats()
+    assert stats["evictions"] > 0
+    # 240 MiB went through a 32 MiB cache: the process grew by no more than its caches
+    # (ours and libcephfs's own object cache) and some slack for buffers.
+    grown = rss_bytes(small.pid()) - rss_before
+    assert grown < stats["cache_limit"] + LIBCEPHFS_OBJECT_CACHE + (32 << 20), grown
