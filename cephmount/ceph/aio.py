@@ -75,6 +75,7 @@ class AsyncCephClient:
     read = _in_thread(CephClient.read)
     read_into = _in_thread(CephClient.read_into)
     write = _in_thread(CephClient.write)
+    append = _in_thread(CephClient.append)
     fsync = _in_thread(CephClient.fsync)
     flush = _in_thread(CephClient.flush)
     release = _in_thread(CephClient.release)

@@ -15,7 +15,9 @@ Do not fork a process after a mount: start workers with spawn or exec.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import itertools
 import os
 import threading
@@ -48,6 +50,9 @@ _PATH_MAX = 4096
 _XATTR_ATTEMPTS = 4
 _KEPT_READ_BUFFER = 16 << 20
 _DOTS = (b".", b"..")
+# The byte `append` locks: the last one an off_t can address. No data lives
+# there, so only other locks that run to the end of the file cover it.
+_APPEND_LOCK_START = (1 << 63) - 1
 
 
 class _Gate:
@@ -84,6 +89,35 @@ class _Gate:
             self._busy -= 1
             if self._busy == 0:
                 self._cond.notify_all()
+
+
+class _InodeMutexes:
+    """A threading.Lock per inode, kept only while some thread holds or awaits it.
+
+    POSIX locks of one owner never conflict, so two threads appending with the
+    same owner would both get the lock: appends within a client queue here.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._mutexes: dict[int, tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, ino: int) -> Iterator[None]:
+        with self._guard:
+            mutex, users = self._mutexes.get(ino, (None, 0))
+            mutex = mutex or threading.Lock()
+            self._mutexes[ino] = (mutex, users + 1)
+        try:
+            with mutex:
+                yield
+        finally:
+            with self._guard:
+                mutex, users = self._mutexes[ino]
+                if users == 1:
+                    del self._mutexes[ino]
+                else:
+                    self._mutexes[ino] = (mutex, users - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +168,7 @@ class CephClient:
         self._perms = UserPermCache(perm_cache_size)
         self._callbacks: list[CallbackSet] = []
         self._read_buffers = threading.local()
+        self._appends = _InodeMutexes()
         try:
             check(lib.ceph_conf_read_file(self._cmount, conf_path.encode()), "conf_read_file",
                   conf_path)
@@ -411,6 +446,64 @@ class CephClient:
             source = ffi.from_buffer(data)
             return check(lib.ceph_ll_write(self._cmount, fh.ptr, offset, len(source), source),
                          "ll_write")
+
+    def append(self, fh: FileHandle, data: Any, owner: int) -> int:
+        """Write `data` at the end of the file as the cluster knows it; the offset used.
+
+        Atomic against every other `append` to the file, from this client or
+        any other: under an exclusive POSIX lock it reads the size, writes
+        there and fsyncs before unlocking. Writers that do not take the lock
+        (plain `write`, other CephFS clients) are not serialised.
+
+        The lock is `owner`'s, on the file's last possible byte, so only
+        locks running to the end of the file conflict with it: then this
+        waits for them (holding its thread). Pass the owner the writer uses
+        for its own POSIX locks, if any, or it could wait for itself.
+        """
+        with self._appends.hold(fh.ino), self._gate:
+            self._append_lock(fh, fcntl.F_WRLCK, owner)
+            try:
+                offset = self._cluster_size(fh)
+                self._write_all(fh, offset, data)
+                check(lib.ceph_ll_fsync(self._cmount, fh.ptr, 0), "ll_fsync")
+            finally:
+                self._append_lock(fh, fcntl.F_UNLCK, owner)
+            return offset
+
+    def _append_lock(self, fh: FileHandle, kind: int, owner: int) -> None:
+        lock = Lock(kind, _APPEND_LOCK_START, 1)
+        check(lib.ceph_ll_setlk(self._cmount, fh.ptr, _flock(lock), owner, 1), "ll_setlk",
+              "the append lock")
+
+    def _cluster_size(self, fh: FileHandle) -> int:
+        """The file's size, current for whoever holds the append lock.
+
+        ll_getattr answers from the cache while this client holds the Fs cap
+        (no other client can then hold Fw, so the size is exact), else asks
+        the MDS. The MDS answers at once, without recalling the writers' Fw
+        caps and their unreported sizes, while its file lock is in a
+        readable transition (MIX->LOCK): so every appender fsyncs, which
+        reports its size, before it unlocks. The bound API has no Fh-based
+        getattr; ll_lookup_inode finds the Inode the Fh pins, in the cache.
+        """
+        out = _inode_out()
+        check(lib.ceph_ll_lookup_inode(self._cmount, ffi.new("inodeno_t *", [fh.ino])[0], out),
+              "ll_lookup_inode")
+        try:
+            stx = _statx()
+            check(lib.ceph_ll_getattr(self._cmount, out[0], stx, c.CEPH_STATX_SIZE, 0,
+                                      self._perm(ROOT)), "ll_getattr")
+            return stx.stx_size
+        finally:
+            lib.ceph_ll_put(self._cmount, out[0])
+
+    def _write_all(self, fh: FileHandle, offset: int, data: Any) -> None:
+        """ll_write all of `data`: it writes at most INT_MAX bytes a call."""
+        source = ffi.from_buffer(data)
+        done = 0
+        while done < len(source):
+            done += check(lib.ceph_ll_write(self._cmount, fh.ptr, offset + done,
+                                            len(source) - done, source + done), "ll_write")
 
     def fsync(self, fh: FileHandle, datasync: bool = False) -> None:
         """Make the file's data (and unless `datasync`, its metadata) durable."""

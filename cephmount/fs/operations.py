@@ -33,6 +33,8 @@ from cephmount.fs.reads import CachedReader, OpenFile
 log = logging.getLogger(__name__)
 
 READDIR_BATCH = 256
+# Our POSIX lock owner for appends; other nodes are other clients, so they conflict.
+APPEND_LOCK_OWNER = 0x63657068
 ATTR_CACHE_ENTRIES = 65536
 # Read on the mount's root (`getfattr -n cephmount.stats MOUNT`): the cache counters as JSON.
 STATS_XATTR = b"cephmount.stats"
@@ -110,6 +112,7 @@ class CephOperations(pyfuse3.Operations):
         self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._changes = ChangeTracker(self._policy.revalidate_after)
         self._reader = CachedReader(ceph, self.blocks)
+        self._append_locks: dict[int, trio.Lock] = {}
         self._block_sizes: LRUCache[int, int] = LRUCache(maxsize=ATTR_CACHE_ENTRIES)
         self.invalidator = Invalidator(self.blocks, self._attrs, self._names,
                                        self._inodes.to_fuse)
@@ -427,9 +430,23 @@ class CephOperations(pyfuse3.Operations):
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         of = self._file(fh)
         self._changed_here(of.fuse_ino)
+        if of.flags & os.O_APPEND:
+            return await self._append(of, buf)
         written = await self._ceph.write(of.handle, off, buf)
         self.blocks.drop_range(of.ino, off, off + written, of.block_size)
         return written
+
+    async def _append(self, of: OpenFile, data: bytes) -> int:
+        """Append at the end of the file as the cluster knows it, not the kernel's idea of it.
+
+        The kernel picks an O_APPEND offset from its cached size, which another node's
+        appends have made stale; the client's `append` serialises appends across nodes.
+        """
+        lock = self._append_locks.setdefault(of.ino, trio.Lock())
+        async with lock:
+            await self._ceph.append(of.handle, data, APPEND_LOCK_OWNER)
+        self.invalidator.file_changed(of.ino)
+        return len(data)
 
     @ceph_errors
     async def flush(self, fh: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -12,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from cephmount.devcluster import ClientEnv
-from tests.fuse.conftest import cephmount_cli, client_options, is_mounted, unmount
+from tests.fuse.conftest import (
+    cephmount_cli,
+    client_options,
+    is_mounted,
+    mount_cephmount,
+    unmount,
+)
 
 pytestmark = [pytest.mark.fuse, pytest.mark.cluster]
 
@@ -134,3 +141,21 @@ def test_flexvolume_driver_mounts_and_unmounts(client_env: ClientEnv, tmp_path: 
                                    text=True, timeout=90, check=False)
     assert json.loads(unmounted.stdout)["status"] == "Success"
     assert not is_mounted(target)
+
+
+def test_read_only_mount_refuses_writes(client_env: ClientEnv, cephmount_mount: Path,
+                                        tmp_path: Path) -> None:
+    (cephmount_mount / "ro-check").write_text("present")
+    mountpoint = tmp_path / "ro"
+    mountpoint.mkdir()
+    mount_cephmount(client_env, mountpoint, "ro")
+    try:
+        assert (mountpoint / "ro-check").read_text() == "present"
+        with pytest.raises(OSError) as refused:
+            (mountpoint / "new").write_text("x")
+        assert refused.value.errno == errno.EROFS
+        assert " ro," in next(line for line in Path("/proc/mounts").read_text().splitlines()
+                              if f" {mountpoint} " in line)
+    finally:
+        unmount(mountpoint)
+        (cephmount_mount / "ro-check").unlink()
