@@ -20,3 +20,6 @@ test: install
 
 lint: install
 	@$(VENV)/bin/ruff check cephmount tests bench
+
+bench: install
+	@$(VENV)/bin/python -m bench
