@@ -284,28 +284,6 @@ def test_names(client: CephClient, work: tuple[Inode, bytes]) -> None:
         client.put(held)
 
 
-@pytest.mark.xfail(reason="libcephfs 16.2.15: renaming over a hard link, then a readdir, "
-                   "often makes this client's lookup of the other link fail with ENOENT")
-def test_rename_over_a_hard_link_keeps_the_other_link(
-    client: CephClient, other: cephfs.LibCephFS, work: tuple[Inode, bytes]
-) -> None:
-    directory, dirname = work
-    inode, _ = client.mknod(directory, b"f", stat.S_IFREG | 0o644, 0, ROOT)
-    client.link(inode, directory, b"hl", ROOT)
-    replacement, _ = client.mknod(directory, b"x", stat.S_IFREG | 0o644, 0, ROOT)
-    client.rename(directory, b"x", directory, b"hl", ROOT)
-    handle = client.opendir(directory, ROOT)
-    assert {entry.name for entry in client.readdir(handle)} == {b"f", b"hl"}
-    client.releasedir(handle)
-    for held in (inode, replacement):
-        client.put(held)
-    try:
-        found, _ = client.lookup(directory, b"f", ROOT)  # ENOENT, though the MDS has it
-        client.put(found)
-    finally:  # the path API of another client still finds both names
-        for name in (b"f", b"hl"):
-            other.unlink(b"/" + dirname + b"/" + name)
-
 
 def test_errors_carry_errno(client: CephClient, work: tuple[Inode, bytes]) -> None:
     directory, _ = work
