@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -97,26 +98,29 @@ def ceph_fuse_mount(client_env: ClientEnv, mount_root: Path) -> Iterator[Path]:
         unmount(mountpoint)
 
 
-@pytest.fixture
-def workdir(cephmount_mount: Path) -> Iterator[Path]:
-    """A fresh directory on the cephmount mount, removed after the test."""
-    path = cephmount_mount / f"t-{uuid.uuid4().hex[:12]}"
+@contextlib.contextmanager
+def scratch_dir(root: Path, prefix: str) -> Iterator[Path]:
+    """A fresh directory under `root`, removed afterwards."""
+    path = root / f"{prefix}-{uuid.uuid4().hex[:12]}"
     path.mkdir()
     try:
         yield path
     finally:
         subprocess.run(["rm", "-rf", str(path)], timeout=120, check=False)
+
+
+@pytest.fixture
+def workdir(cephmount_mount: Path) -> Iterator[Path]:
+    """A fresh directory on the cephmount mount, removed after the test."""
+    with scratch_dir(cephmount_mount, "t") as path:
+        yield path
 
 
 @pytest.fixture
 def reference_workdir(ceph_fuse_mount: Path) -> Iterator[Path]:
     """A fresh directory on the ceph-fuse mount, removed after the test."""
-    path = ceph_fuse_mount / f"r-{uuid.uuid4().hex[:12]}"
-    path.mkdir()
-    try:
+    with scratch_dir(ceph_fuse_mount, "r") as path:
         yield path
-    finally:
-        subprocess.run(["rm", "-rf", str(path)], timeout=120, check=False)
 
 
 def as_user(uid: int, gid: int) -> dict[str, object]:
