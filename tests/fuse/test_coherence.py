@@ -170,33 +170,6 @@ os.close(fd)
         assert (nodes[name].root / shared / "regions").read_bytes() == expected, name
 
 
-APPENDER = """
-import os, sys
-path, tag, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-for i in range(count):
-    os.write(fd, f"{tag} {i:05d} {'.' * (i % 37)}\\n".encode())
-os.close(fd)
-"""
-
-
-def test_appends_from_two_nodes_are_never_lost(nodes: dict[str, Node], shared: str) -> None:
-    writers = ["a", "b"]
-    count = 300
-    (nodes["a"].root / shared / "log").write_bytes(b"")
-    procs = [subprocess.Popen([sys.executable, "-c", APPENDER,
-                               str(nodes[name].root / shared / "log"), name, str(count)])
-             for name in writers]
-    assert [p.wait(timeout=300) for p in procs] == [0] * len(writers)
-
-    expected = sorted(f"{name} {i:05d} {'.' * (i % 37)}" for name in writers
-                      for i in range(count))
-    contents = {name: (nodes[name].root / shared / "log").read_text()
-                for name in ("a", "b", "c")}
-    assert len(set(contents.values())) == 1, "nodes disagree on the file"
-    assert sorted(contents["a"].splitlines()) == expected
-
-
 def test_unlink_and_rename_are_seen_by_other_nodes(nodes: dict[str, Node], shared: str) -> None:
     a, b = nodes["a"].root / shared, nodes["b"].root / shared
     (a / "doomed").write_text("old")
