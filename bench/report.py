@@ -153,15 +153,16 @@ def markdown(document: Document) -> str:
     return "\n".join(parts)
 
 
-def readme_summary(document: Document, charts: str = "bench/results/latest") -> str:
-    """The table, the chart and where they come from: for the README, paths from the repo."""
+def readme_summary(document: Document, published: str = "docs/bench") -> str:
+    """The caption, the table and the chart for the README. Links assume results.md and
+    by_workload.png are published as `published`/latest.md and `published`/by_workload.png."""
     return "\n".join([
         caption(document), "",
         "Sum over N clients of fio's figures; in brackets the ratio to ceph-fuse and to "
-        "libcephfs called directly. Memory, correctness and method: "
-        f"[results.md]({charts}/results.md), [docs/bench.md](docs/bench.md).", "",
+        f"libcephfs called directly. Memory, correctness and method: [{published}/latest.md]"
+        f"({published}/latest.md), [docs/bench.md](docs/bench.md).", "",
         throughput_table(document), "",
-        f"![throughput relative to ceph-fuse]({charts}/by_workload.png)", ""])
+        f"![throughput relative to ceph-fuse]({published}/by_workload.png)", ""])
 
 
 def write_markdown(document: Document, directory: Path) -> list[Path]:
