@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cephmount.ceph.client import CephClient
 from cephmount.devcluster import ClientEnv, DevCluster
 
 
@@ -35,6 +36,17 @@ def free_port_pair(start: int = 3400, stop: int = 3600) -> int:
 def short_tmpdir(prefix: str) -> Path:
     """A new dir under /tmp: pytest's tmp paths are too long for admin sockets."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+def mounted_client(env: ClientEnv, admin_socket: str | None = None) -> CephClient:
+    """Our own libcephfs client, mounted at the dev cluster's subvolume as its client."""
+    client = CephClient(str(env.conf), env.client_id, str(env.keyring), admin_socket=admin_socket)
+    try:
+        client.mount(env.subvolume_path, timeout_s=20)
+    except BaseException:
+        client.close()
+        raise
+    return client
 
 
 @pytest.fixture(scope="session")

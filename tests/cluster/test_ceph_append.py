@@ -30,6 +30,7 @@ from cephmount.ceph.client import CephClient
 from cephmount.ceph.errors import CephError
 from cephmount.ceph.structs import ROOT, FileHandle, Inode
 from cephmount.devcluster import ClientEnv
+from tests.conftest import mounted_client
 
 pytestmark = pytest.mark.cluster
 
@@ -77,16 +78,6 @@ class WriterResult:
     """sha256 of the whole file as this writer's client reads it after all writers."""
 
 
-def _mount(env: ClientEnv) -> CephClient:
-    client = CephClient(str(env.conf), env.client_id, str(env.keyring))
-    try:
-        client.mount(env.subvolume_path, timeout_s=20)
-    except BaseException:
-        client.close()
-        raise
-    return client
-
-
 def _read_all(client: CephClient, fh: FileHandle) -> bytes:
     chunks = []
     while chunk := client.read(fh, sum(map(len, chunks)), 1 << 20):
@@ -108,7 +99,7 @@ def _writer(env: ClientEnv, path: tuple[bytes, bytes], writer: int, locked: bool
 def _write_lines(env: ClientEnv, path: tuple[bytes, bytes], writer: int, locked: bool,
                  barriers: tuple[Any, Any]) -> WriterResult:
     start, finish = barriers
-    with _mount(env) as client:
+    with mounted_client(env) as client:
         root = client.root()
         directory, _ = client.lookup(root, path[0], ROOT)
         inode, _ = client.lookup(directory, path[1], ROOT)
@@ -160,7 +151,7 @@ def run_writers(env: ClientEnv, path: tuple[bytes, bytes], writers: int,
 
 @pytest.fixture
 def client(client_env: ClientEnv) -> Iterator[CephClient]:
-    with _mount(client_env) as client:
+    with mounted_client(client_env) as client:
         yield client
 
 
@@ -269,7 +260,7 @@ def test_failed_append_releases_the_lock(
         client.append(reader, b"not for a read-only handle\n", OWNER)
     assert failure.value.op == "ll_write"
     client.release(reader)
-    with _mount(client_env) as other:
+    with mounted_client(client_env) as other:
         other_root = other.root()
         other_dir, _ = other.lookup(other_root, shared_file[0], ROOT)
         other_inode, _ = other.lookup(other_dir, shared_file[1], ROOT)

@@ -27,7 +27,7 @@ from cephmount.ceph.client import CephClient
 from cephmount.ceph.errors import CephError
 from cephmount.ceph.structs import NOW, ROOT, Credentials, Inode, Lock
 from cephmount.devcluster import ClientEnv
-from tests.conftest import short_tmpdir
+from tests.conftest import mounted_client, short_tmpdir
 
 pytestmark = pytest.mark.cluster
 
@@ -35,20 +35,10 @@ USER = Credentials(1000, 1000)
 CEPH_CAP_FILE_CACHE = 0x400
 
 
-def _client(env: ClientEnv, admin_socket: str | None = None) -> CephClient:
-    client = CephClient(str(env.conf), env.client_id, str(env.keyring), admin_socket=admin_socket)
-    try:
-        client.mount(env.subvolume_path, timeout_s=20)
-    except BaseException:
-        client.close()
-        raise
-    return client
-
-
 @pytest.fixture
 def client(client_env: ClientEnv) -> Iterator[CephClient]:
     asok_dir = short_tmpdir("cmc.")
-    with _client(client_env, str(asok_dir / "client.asok")) as client:
+    with mounted_client(client_env, str(asok_dir / "client.asok")) as client:
         yield client
     asok_dir.rmdir()
 
@@ -185,7 +175,7 @@ def test_nanosecond_times_seen_by_another_client(
     client.setattr(inode, ROOT, atime_ns=1_000_000_000_000_000_001,
                    mtime_ns=1_500_000_000_123_456_789)
     client.put(inode)
-    with _client(client_env) as second:
+    with mounted_client(client_env) as second:
         root = second.root()
         parent, _ = second.lookup(root, dirname, ROOT)
         seen, attrs = second.lookup(parent, b"t", ROOT)
@@ -425,7 +415,7 @@ def test_ref_counts_see_open_files(client: CephClient, work: tuple[Inode, bytes]
 
 
 def test_close_is_idempotent_and_final(client_env: ClientEnv) -> None:
-    client = _client(client_env)
+    client = mounted_client(client_env)
     root = client.root()
     client.unmount()
     client.unmount()
@@ -440,7 +430,7 @@ def test_close_is_idempotent_and_final(client_env: ClientEnv) -> None:
 
 
 def test_close_waits_for_calls_in_flight(client_env: ClientEnv) -> None:
-    client = _client(client_env)
+    client = mounted_client(client_env)
     root = client.root()
     errors: list[BaseException] = []
 
