@@ -204,11 +204,17 @@ class CephOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EBADF) from None
 
     async def _new_file(self, of: OpenFile, unchanged: bool) -> pyfuse3.FileInfo:
-        """Register an open file; the kernel keeps its pages only if the file is unchanged."""
+        """Register an open file; the kernel keeps its pages only if the file is unchanged.
+
+        An O_APPEND file bypasses the page cache: the kernel's cached write path cuts a
+        write at the first page it does not hold and sends each piece on its own, and
+        two appends of one write() let another node's line in between.
+        """
         fh = next(self._handle_ids)
         self._files[fh] = of
         keep = unchanged and self._policy.cache_data
-        return pyfuse3.FileInfo(fh=fh, direct_io=self._policy.direct_io, keep_cache=keep)
+        direct_io = self._policy.direct_io or bool(of.flags & os.O_APPEND)
+        return pyfuse3.FileInfo(fh=fh, direct_io=direct_io, keep_cache=keep)
 
     async def _open_file(self, fuse_ino: int, handle: FileHandle, flags: int) -> OpenFile:
         if not self._policy.cache_data:
