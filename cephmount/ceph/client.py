@@ -510,15 +510,6 @@ class CephClient:
         with self._gate:
             check(lib.ceph_ll_fsync(self._cmount, fh.ptr, int(datasync)), "ll_fsync")
 
-    def flush(self, fh: FileHandle) -> None:
-        """Write back buffered data and report earlier write errors (close(2)).
-
-        libcephfs 16.2 exports no ll_flush; this is a data-only fsync, which
-        also returns the errors of earlier buffered writes (e.g. EDQUOT).
-        """
-        with self._gate:
-            check(lib.ceph_ll_fsync(self._cmount, fh.ptr, 1), "ll_flush")
-
     def release(self, fh: FileHandle) -> None:
         """Close an open file, returning errors of earlier buffered writes.
 

@@ -120,7 +120,6 @@ def test_file_round_trip(client: CephClient, work: tuple[Inode, bytes]) -> None:
         assert client.read(fh, 11, 10) == b""
         buffer = bytearray(4)
         assert client.read_into(fh, 2, buffer) == 4 and buffer == b"llo "
-        client.flush(fh)
         client.fsync(fh, datasync=True)
         client.fsync(fh)
     finally:
