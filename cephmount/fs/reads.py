@@ -9,6 +9,7 @@ twice at the same time: a second reader waits for the first.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import trio
@@ -36,6 +37,10 @@ class OpenFile:
     @property
     def ino(self) -> int:
         return self.handle.ino
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.flags & (os.O_WRONLY | os.O_RDWR))
 
 
 class CachedReader:
