@@ -371,6 +371,18 @@ class CephClient:
             buf.f_ffree, buf.f_favail, buf.f_flag, buf.f_namemax, buf.f_fsid,
         ))
 
+    def cached_getattr(self, inode: Inode) -> StatX:
+        """The attributes as this client holds them, without asking the MDS.
+
+        They include this client's own writes; another client's changes show
+        only once the MDS has told this one. Touches memory only.
+        """
+        with self._gate:
+            stx = _statx()
+            check(lib.ceph_ll_getattr(self._cmount, inode.ptr, stx, c.CEPH_STATX_ALL_STATS,
+                                      c.AT_STATX_DONT_SYNC, self._perm(ROOT)), "ll_getattr")
+            return StatX.from_cdata(stx)
+
     def object_size(self, inode: Inode) -> int:
         """The RADOS object size of the file's layout (a good cache block size)."""
         with self._gate:

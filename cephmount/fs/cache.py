@@ -157,23 +157,38 @@ class BlockCache:
 
 
 class ExpiringMap(Generic[V]):
-    """A bounded map whose entries expire after `ttl` seconds; ttl 0 keeps nothing."""
+    """A bounded map whose entries expire `ttl` seconds after they were set; ttl 0 keeps nothing.
+
+    `update` changes an entry's value without giving it longer to live.
+    """
 
     def __init__(self, maxsize: int, ttl: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._enabled = ttl > 0
+        self._ttl = ttl
+        self._clock = clock
         self._lock = threading.Lock()
-        self._items: TTLCache[object, V] = TTLCache(maxsize=maxsize, ttl=max(ttl, 1e-9),
-                                                    timer=clock)
+        self._items: TTLCache[object, tuple[V, float]] = TTLCache(
+            maxsize=maxsize, ttl=max(ttl, 1e-9), timer=clock)
 
     def get(self, key: object) -> V | None:
         with self._lock:
-            return self._items.get(key)
+            item = self._items.get(key)
+        if item is None or self._clock() >= item[1]:
+            return None
+        return item[0]
 
     def set(self, key: object, value: V) -> None:
         if self._enabled:
             with self._lock:
-                self._items[key] = value
+                self._items[key] = (value, self._clock() + self._ttl)
+
+    def update(self, key: object, value: V) -> None:
+        """Replace the value of a live entry, keeping its expiry; no entry, no change."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None and self._clock() < item[1]:
+                self._items[key] = (value, item[1])
 
     def drop(self, key: object) -> None:
         with self._lock:

@@ -447,12 +447,25 @@ class CephOperations(pyfuse3.Operations):
     @ceph_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         of = self._file(fh)
-        self._changed_here(of.fuse_ino)
         if of.flags & os.O_APPEND:
+            self._changed_here(of.fuse_ino)
             return await self._append(of, buf)
         written = await self._ceph.write(of.handle, off, buf)
         self.blocks.drop_range(of.ino, off, off + written, of.block_size)
+        await self._wrote_here(of.fuse_ino)
         return written
+
+    async def _wrote_here(self, fuse_ino: int) -> None:
+        """Keep cached attributes of a file this node wrote true to the write.
+
+        The kernel asks for attributes after every write. Dropping ours made each
+        ask go to the MDS, which with writers on other nodes waits for the file's
+        lock (2.5 ms a write in fio's 4 KiB random r/w on two nodes). libcephfs's
+        own view includes the write; the entry keeps the expiry of its last check
+        against the MDS, so other nodes' changes show as soon as before.
+        """
+        self._attrs.update(fuse_ino,
+                           await self._ceph.cached_getattr(self._inodes.handle(fuse_ino)))
 
     async def _append(self, of: OpenFile, data: bytes) -> int:
         """Append at the end of the file as the cluster knows it, not the kernel's idea of it.

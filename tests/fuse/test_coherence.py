@@ -136,6 +136,22 @@ def test_open_reader_sees_writes_within_the_bound(nodes: dict[str, Node], shared
     assert max(windows) < OPEN_READER_BOUND, f"windows: {windows}"
 
 
+def test_a_nodes_own_writes_show_in_stat_at_once(nodes: dict[str, Node], shared: str) -> None:
+    """Size and mtime after a write, even while the attributes are cached."""
+    path = nodes["a"].root / shared / "grows"
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        for i in range(50):
+            before = os.stat(path)  # fills the caches
+            offset = i * 100 if i % 2 else 0  # extend, or overwrite in place
+            os.pwrite(fd, b"x" * 100, offset)
+            after = os.stat(path)
+            assert after.st_size == max(before.st_size, offset + 100), i
+            assert after.st_mtime_ns > before.st_mtime_ns, i
+    finally:
+        os.close(fd)
+
+
 def test_outside_writer_is_seen_after_open(nodes: dict[str, Node], shared: str,
                                            outside: cephfs.LibCephFS) -> None:
     path_b = nodes["b"].root / shared / "from-outside"

@@ -103,6 +103,22 @@ def test_expiring_map_expires_and_zero_ttl_keeps_nothing() -> None:
     assert off.get("a") is None
 
 
+def test_expiring_map_update_keeps_the_expiry() -> None:
+    """A local change refreshes a cached value, never how long it may be trusted."""
+    now = [0.0]
+    attrs: ExpiringMap[int] = ExpiringMap(10, ttl=1.0, clock=lambda: now[0])
+    attrs.update("absent", 1)
+    assert attrs.get("absent") is None
+    attrs.set("a", 1)
+    now[0] = 0.9
+    attrs.update("a", 2)
+    assert attrs.get("a") == 2
+    now[0] = 1.0
+    assert attrs.get("a") is None
+    attrs.update("a", 3)
+    assert attrs.get("a") is None
+
+
 STAT = StatX(mask=0, ino=9, mode=0o100644, nlink=1, uid=0, gid=0, rdev=0, size=10, blocks=1,
              blksize=4096, atime_ns=0, mtime_ns=5, ctime_ns=5, btime_ns=0, version=3)
 
