@@ -152,6 +152,27 @@ def test_a_nodes_own_writes_show_in_stat_at_once(nodes: dict[str, Node], shared:
         os.close(fd)
 
 
+def test_a_nodes_own_directory_changes_show_in_stat_at_once(nodes: dict[str, Node],
+                                                           shared: str) -> None:
+    """A directory's mtime moves with every entry this node adds or removes."""
+    directory = nodes["a"].root / shared / "d"
+    directory.mkdir()
+    changes: list[Callable[[int], object]] = [
+        lambda i: (directory / f"f{i}").write_bytes(b""),
+        lambda i: (directory / f"f{i}").rename(directory / f"g{i}"),
+        lambda i: os.mkdir(directory / f"sub{i}"),
+        lambda i: os.rmdir(directory / f"sub{i}"),
+        lambda i: os.symlink("g", directory / f"l{i}"),
+        lambda i: os.link(directory / f"g{i}", directory / f"h{i}"),
+        lambda i: os.unlink(directory / f"g{i}"),
+    ]
+    for i in range(5):
+        for change in changes:
+            before = os.stat(directory)  # fills the caches
+            change(i)
+            assert os.stat(directory).st_mtime_ns > before.st_mtime_ns, (i, changes.index(change))
+
+
 def test_outside_writer_is_seen_after_open(nodes: dict[str, Node], shared: str,
                                            outside: cephfs.LibCephFS) -> None:
     path_b = nodes["b"].root / shared / "from-outside"
