@@ -45,6 +45,7 @@ class CacheStats:
     readahead_wasted: int = 0
     attr_hits: int = 0
     entry_hits: int = 0
+    xattr_hits: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

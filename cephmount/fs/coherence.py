@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyfuse3
@@ -94,10 +94,10 @@ class ChangeTracker:
 class Invalidator:
     """Applies libcephfs's invalidation callbacks on a thread of its own."""
 
-    def __init__(self, blocks: BlockCache, attrs: ExpiringMap, entries: ExpiringMap,
-                 to_fuse: Callable[[int], int]) -> None:
+    def __init__(self, blocks: BlockCache, by_inode: Sequence[ExpiringMap],
+                 entries: ExpiringMap, to_fuse: Callable[[int], int]) -> None:
         self._blocks = blocks
-        self._attrs = attrs
+        self._by_inode = by_inode  # caches keyed by FUSE inode: attributes, xattrs
         self._entries = entries
         self._to_fuse = to_fuse
         self._events: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
@@ -150,7 +150,9 @@ class Invalidator:
 
     def _drop_inode(self, ino: int) -> None:
         self._blocks.invalidate(ino)
-        self._attrs.drop(self._to_fuse(ino))
+        fuse_ino = self._to_fuse(ino)
+        for cache in self._by_inode:
+            cache.drop(fuse_ino)
 
     def _notify(self, call: Callable[..., None], *args: object) -> None:
         try:

@@ -39,6 +39,11 @@ APPEND_LOCK_OWNER = 0x63657068
 ATTR_CACHE_ENTRIES = 65536
 # Read on the mount's root (`getfattr -n cephmount.stats MOUNT`): the cache counters as JSON.
 STATS_XATTR = b"cephmount.stats"
+# Namespaces anyone may read (the kernel checks no permission): one cached answer
+# serves every caller. The kernel asks for security.capability before every write
+# through the page cache, and `ls -l` for ACLs and security labels of every entry.
+SHARED_XATTR_PREFIXES = (b"security.", b"system.")
+CAPABILITY_XATTR = b"security.capability"
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -116,7 +121,9 @@ class CephOperations(pyfuse3.Operations):
         self._reader = CachedReader(ceph, self.blocks)
         self._append_locks: dict[int, trio.Lock] = {}
         self._block_sizes: LRUCache[int, int] = LRUCache(maxsize=ATTR_CACHE_ENTRIES)
-        self.invalidator = Invalidator(self.blocks, self._attrs, self._names,
+        self._xattrs: ExpiringMap[dict[bytes, bytes | None]] = ExpiringMap(
+            ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
+        self.invalidator = Invalidator(self.blocks, (self._attrs, self._xattrs), self._names,
                                        self._inodes.to_fuse)
 
     def attach(self, nursery: trio.Nursery) -> None:
@@ -187,6 +194,7 @@ class CephOperations(pyfuse3.Operations):
     def _changed_here(self, fuse_ino: int) -> None:
         """This node changed the inode: what we cached of its attributes is stale."""
         self._attrs.drop(fuse_ino)
+        self._xattrs.drop(fuse_ino)
 
     def _name_changed(self, parent: int, name: bytes) -> None:
         """Before `name` in `parent` changes: forget what it named."""
@@ -444,6 +452,8 @@ class CephOperations(pyfuse3.Operations):
         handle, stx, fh = await self._ceph.create(
             self._inodes.handle(parent_inode), name, mode, flags, cred)
         entry = await self._made(parent_inode, name, handle, stx)
+        # A new file has no file capabilities; the kernel asks before its first write.
+        self._xattrs.set(entry.st_ino, {CAPABILITY_XATTR: None})
         of = await self._open_file(entry.st_ino, fh, flags)
         return await self._new_file(of, unchanged=False), entry
 
@@ -566,7 +576,31 @@ class CephOperations(pyfuse3.Operations):
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if name == STATS_XATTR and inode == pyfuse3.ROOT_INODE:
             return json.dumps(self.stats()).encode()
-        return await self._ceph.getxattr(self._inodes.handle(inode), name, self._cred(ctx))
+        if not name.startswith(SHARED_XATTR_PREFIXES):
+            return await self._ceph.getxattr(self._inodes.handle(inode), name, self._cred(ctx))
+        known = self._xattrs.get(inode)
+        if known is not None and name in known:
+            self.blocks.stats.xattr_hits += 1
+            value = known[name]
+        else:
+            value = await self._fetch_xattr(inode, name, ctx)
+            if known is None:
+                self._xattrs.set(inode, {name: value})
+            else:
+                known[name] = value  # keeps the entry's expiry
+        if value is None:
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        return value
+
+    async def _fetch_xattr(self, inode: int, name: bytes,
+                           ctx: pyfuse3.RequestContext) -> bytes | None:
+        """An xattr's value, None when the inode has none of that name."""
+        try:
+            return await self._ceph.getxattr(self._inodes.handle(inode), name, self._cred(ctx))
+        except CephError as exc:
+            if exc.errno == errno.ENODATA:
+                return None
+            raise
 
     @ceph_errors
     async def setxattr(self, inode: int, name: bytes, value: bytes,

@@ -6,6 +6,7 @@ Node A and B are cephmount mounts in the default mode, S one in strict mode; the
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -171,6 +172,29 @@ def test_a_nodes_own_directory_changes_show_in_stat_at_once(nodes: dict[str, Nod
             before = os.stat(directory)  # fills the caches
             change(i)
             assert os.stat(directory).st_mtime_ns > before.st_mtime_ns, (i, changes.index(change))
+
+
+def test_xattrs_set_on_this_node_or_another_are_seen(nodes: dict[str, Node],
+                                                     shared: str) -> None:
+    """security.* answers are cached (the kernel asks before every write), never past the bound."""
+    here, there = nodes["a"].root / shared / "x", nodes["b"].root / shared / "x"
+    here.write_bytes(b"")
+    name = "security.cephmount-test"
+
+    def value_on_a() -> bytes | None:
+        try:
+            return os.getxattr(here, name)
+        except OSError as exc:
+            assert exc.errno == errno.ENODATA
+            return None
+
+    assert value_on_a() is None  # now cached as absent
+    os.setxattr(here, name, b"here")
+    assert value_on_a() == b"here"
+    os.setxattr(there, name, b"there")
+    assert wait_for(lambda: value_on_a() == b"there", limit=5.0) < OPEN_READER_BOUND
+    os.removexattr(there, name)
+    assert wait_for(lambda: value_on_a() is None, limit=5.0) < OPEN_READER_BOUND
 
 
 def test_outside_writer_is_seen_after_open(nodes: dict[str, Node], shared: str,
