@@ -211,8 +211,12 @@ class CephOperations(pyfuse3.Operations):
         carried the directory's new attributes); the entry keeps the expiry of its last
         check against the MDS, so other nodes' changes show no later than before.
         """
-        self._attrs.update(fuse_ino,
-                           await self._ceph.cached_getattr(self._inodes.handle(fuse_ino)))
+        try:
+            stx = await self._ceph.cached_getattr(self._inodes.handle(fuse_ino))
+        except (CephError, pyfuse3.FUSEError):  # the change is done: never fail it here
+            self._attrs.drop(fuse_ino)
+            return
+        self._attrs.update(fuse_ino, stx)
 
     async def _made(self, parent: int, name: bytes, handle: Inode,
                     stx: StatX) -> pyfuse3.EntryAttributes:
