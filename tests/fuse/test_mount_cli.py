@@ -5,11 +5,13 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import cephfs
 import pytest
 
 from cephmount.devcluster import ClientEnv
@@ -159,3 +161,39 @@ def test_read_only_mount_refuses_writes(client_env: ClientEnv, cephmount_mount: 
     finally:
         unmount(mountpoint)
         (cephmount_mount / "ro-check").unlink()
+
+
+@pytest.mark.parametrize("how", ["umount", "sigterm"])
+def test_closed_data_outlives_the_mount(how: str, client_env: ClientEnv, tmp_path: Path) -> None:
+    """close() waits for no writeback: unmounting, however it comes, writes it back."""
+    mountpoint = tmp_path / "m"
+    mountpoint.mkdir()
+    mount_cephmount(client_env, mountpoint)
+    name = f"unsynced-{how}-{os.getpid()}"
+    payload = os.urandom(24 << 20)
+    try:
+        (mountpoint / name).write_bytes(payload)  # closed, never fsynced
+        if how == "umount":
+            assert cephmount_cli("umount", str(mountpoint)).returncode == 0
+        else:
+            listing = json.loads(cephmount_cli("list", "--json").stdout)
+            os.kill(next(m["pid"] for m in listing if m["mountpoint"] == str(mountpoint)),
+                    signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while is_mounted(mountpoint) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not is_mounted(mountpoint)
+        fs = cephfs.LibCephFS(conffile=str(client_env.conf), auth_id=client_env.client_id,
+                              conf={"keyring": str(client_env.keyring)})
+        fs.mount(filesystem_name=client_env.fs_name.encode(),
+                 mount_root=client_env.subvolume_path.encode())
+        try:
+            fd = fs.open(f"/{name}".encode(), os.O_RDONLY)
+            assert fs.read(fd, 0, len(payload) + 1) == payload
+            fs.close(fd)
+            fs.unlink(f"/{name}".encode())
+        finally:
+            fs.unmount()
+            fs.shutdown()
+    finally:
+        unmount(mountpoint)
