@@ -210,7 +210,10 @@ class CephOperations(pyfuse3.Operations):
         r/w on two nodes). libcephfs's own view includes our change (the MDS's reply
         carried the directory's new attributes); the entry keeps the expiry of its last
         check against the MDS, so other nodes' changes show no later than before.
+        Nothing to keep without a live entry: then the next ask goes to the MDS anyway.
         """
+        if self._attrs.get(fuse_ino) is None:
+            return
         try:
             stx = await self._ceph.cached_getattr(self._inodes.handle(fuse_ino))
         except (CephError, pyfuse3.FUSEError):  # the change is done: never fail it here
@@ -525,7 +528,9 @@ class CephOperations(pyfuse3.Operations):
         of = self._files.pop(fh, None)
         if of is not None:
             if of.writable:
-                self._open_for_writing -= Counter({of.ino: 1})
+                self._open_for_writing[of.ino] -= 1
+                if not self._open_for_writing[of.ino]:
+                    del self._open_for_writing[of.ino]
             await self._reader.quiesce(of)
             await self._ceph.release(of.handle)
 
