@@ -20,6 +20,7 @@ test: install
 
 lint: install
 	@$(VENV)/bin/ruff check cephmount tests bench
+	@$(VENV)/bin/mypy cephmount
 
 bench: install
 	@$(VENV)/bin/python -m bench

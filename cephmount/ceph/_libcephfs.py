@@ -136,6 +136,10 @@ int ceph_conf_set(struct ceph_mount_info *cmount, const char *option, const char
 int ceph_conf_get(struct ceph_mount_info *cmount, const char *option, char *buf, size_t len);
 int ceph_init(struct ceph_mount_info *cmount);
 int ceph_mount(struct ceph_mount_info *cmount, const char *root);
+void ceph_set_uuid(struct ceph_mount_info *cmount, const char *uuid);
+void ceph_set_session_timeout(struct ceph_mount_info *cmount, unsigned timeout);
+int ceph_start_reclaim(struct ceph_mount_info *cmount, const char *uuid, unsigned flags);
+void ceph_finish_reclaim(struct ceph_mount_info *cmount);
 int ceph_unmount(struct ceph_mount_info *cmount);
 int ceph_abort_conn(struct ceph_mount_info *cmount);
 int ceph_release(struct ceph_mount_info *cmount);
@@ -248,6 +252,7 @@ CEPH_STATX_BTIME = 0x800
 CEPH_STATX_VERSION = 0x1000
 CEPH_STATX_ALL_STATS = 0x1FFF
 AT_STATX_DONT_SYNC = 0x4000
+CEPH_RECLAIM_RESET = 1
 
 # libcephfs.h
 CEPH_NOSNAP = (1 << 64) - 2

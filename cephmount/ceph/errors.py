@@ -22,7 +22,7 @@ class CephError(OSError):
         self.detail = detail
 
     def __reduce__(self) -> tuple[type[CephError], tuple[int, str, str | None]]:
-        return (type(self), (self.errno, self.op, self.detail))
+        return (type(self), (self.errno or 0, self.op, self.detail))
 
 
 def check(ret: int, op: str, detail: str | None = None) -> int:

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from itertools import count
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -48,7 +48,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def ceph_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def ceph_errors(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
     """Turn a CephError into the FUSEError the kernel understands.
 
     Anything else unexpected is logged and answered with EIO: pyfuse3 ends the
