@@ -31,6 +31,7 @@ class AdminClient:
         name: str = "client.admin",
         keyring: str | None = None,
         timeout: float = 15.0,
+        key: str | None = None,
     ) -> None:
         conf = {
             "client_mount_timeout": str(int(timeout)),
@@ -38,6 +39,8 @@ class AdminClient:
         }
         if keyring:
             conf["keyring"] = keyring
+        if key:
+            conf["key"] = key
         self._timeout = timeout
         try:
             self._cluster = rados.Rados(conffile=conf_path, name=name, conf=conf)

@@ -80,6 +80,18 @@ class BlockCache:
     def size(self) -> int:
         return int(self._blocks.currsize)
 
+    def resize(self, capacity: int) -> None:
+        """Hold at most `capacity` bytes from now on, dropping the least recently used."""
+        with self._lock:
+            while self._blocks.currsize > capacity:
+                self._blocks.popitem()
+            resized = _CountingLRU(capacity, self._evicted)
+            while self._blocks:  # least recently used first, so the order carries over
+                key, data = LRUCache.popitem(self._blocks)
+                resized[key] = data
+            self._blocks = resized
+            self.capacity = capacity
+
     def generation(self, ino: int) -> int:
         with self._lock:
             return self._generations.get(ino, 0)

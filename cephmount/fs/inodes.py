@@ -23,6 +23,9 @@ class HasIno(Protocol):
 
 
 HandleT = TypeVar("HandleT", bound=HasIno)
+# The lookup count of an inode adopted from a predecessor server: the kernel's
+# real count is unknown, so the entry stays until unmount.
+UNKNOWN_LOOKUPS = 1 << 62
 
 
 @dataclass
@@ -60,6 +63,17 @@ class InodeTable(Generic[HandleT]):
             return fuse_ino, None
         entry.lookups += 1
         return fuse_ino, handle
+
+    def adopt(self, handle: HandleT) -> HandleT:
+        """Enter an inode the kernel knows from a predecessor server; return the handle kept.
+
+        Its lookup count is unknown: the entry is kept until unmount (a bounded
+        cost: only what the kernel held when the predecessor stopped). When the
+        inode is in the table already, `handle` is surplus: the caller puts it.
+        """
+        fuse_ino = self.to_fuse(handle.ino)
+        entry = self._entries.setdefault(fuse_ino, _Entry(handle, UNKNOWN_LOOKUPS))
+        return entry.handle
 
     def count_lookup(self, fuse_ino: int) -> None:
         """Count one more kernel lookup of a known inode (a new hard link's entry)."""

@@ -84,13 +84,13 @@ def check_mountpoint(mountpoint: str) -> str:
     return path
 
 
-def resolve_root(source: Source, options: MountOptions) -> str:
+def resolve_root(source: Source, options: MountOptions, key: str | None = None) -> str:
     """The path to mount: the source's own, or the subvolume's as the mgr reports it."""
     if source.path:
         return source.path
     try:
         with AdminClient(options.conf or _default_conf(), name=f"client.{source.client_id}",
-                         keyring=options.keyring, timeout=options.timeout) as admin:
+                         keyring=options.keyring, key=key, timeout=options.timeout) as admin:
             return admin.subvolume_path(source.fs_name, str(source.subvolume), source.group)
     except CephAdminError as exc:
         raise MountError(f"cannot resolve subvolume {source}: {exc}") from None
@@ -100,21 +100,27 @@ def _default_conf() -> str:
     return os.environ.get("CEPH_CONF", "/etc/ceph/ceph.conf")
 
 
-def connect(source: Source, options: MountOptions, mountpoint: str) -> CephClient:
-    """A mounted libcephfs client rooted at the source; a clear MountError otherwise."""
-    root = resolve_root(source, options)
+def connect(source: Source, options: MountOptions, mountpoint: str, *,
+            uuid: str | None = None, key: str | None = None) -> CephClient:
+    """A mounted libcephfs client rooted at the source; a clear MountError otherwise.
+
+    `uuid` names the session so that a successor can reset it; `key` is a cephx
+    secret to use instead of a keyring file.
+    """
+    root = resolve_root(source, options, key)
+    settings = {"client_fs": source.fs_name, "client_metadata": f"mount_point={mountpoint}",
+                "client_oc_size": str(LIBCEPHFS_OBJECT_CACHE),
+                "client_oc_max_dirty": str(LIBCEPHFS_MAX_DIRTY),
+                "client_oc_target_dirty": str(LIBCEPHFS_MAX_DIRTY // 4)}
+    if key is not None:
+        settings["key"] = key
     try:
         client = CephClient(options.conf or _default_conf(), source.client_id,
-                            keyring=options.keyring,
-                            options={"client_fs": source.fs_name,
-                                     "client_metadata": f"mount_point={mountpoint}",
-                                     "client_oc_size": str(LIBCEPHFS_OBJECT_CACHE),
-                                     "client_oc_max_dirty": str(LIBCEPHFS_MAX_DIRTY),
-                                     "client_oc_target_dirty": str(LIBCEPHFS_MAX_DIRTY // 4)})
+                            keyring=options.keyring, options=settings)
     except CephError as exc:
         raise MountError(f"cannot set up client.{source.client_id}: {exc}") from None
     try:
-        client.mount(root, timeout_s=options.timeout)
+        client.mount(root, timeout_s=options.timeout, uuid=uuid)
     except CephError as exc:
         client.close()
         raise MountError(f"cannot mount {source}: {exc}") from None

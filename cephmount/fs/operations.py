@@ -13,10 +13,10 @@ import functools
 import json
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
-from itertools import count
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 import pyfuse3
 import trio
@@ -27,7 +27,9 @@ from cephmount.ceph.errors import CephError
 from cephmount.ceph.structs import ROOT, Credentials, DirHandle, FileHandle, Inode, StatX
 from cephmount.fs.cache import BlockCache, ExpiringMap, block_size_for
 from cephmount.fs.coherence import POLICIES, ChangeTracker, CoherencePolicy, Invalidator
+from cephmount.fs.handles import HandleKind, HandleRecord, HandleStore
 from cephmount.fs.inodes import InodeTable
+from cephmount.fs.opstats import OpStats
 from cephmount.fs.options import Coherence
 from cephmount.fs.reads import CachedReader, OpenFile
 
@@ -44,6 +46,9 @@ STATS_XATTR = b"cephmount.stats"
 # through the page cache, and `ls -l` for ACLs and security labels of every entry.
 SHARED_XATTR_PREFIXES = (b"security.", b"system.")
 CAPABILITY_XATTR = b"security.capability"
+# Flags that acted when a file was first opened and must not act again when a
+# successor server opens it anew for the same kernel handle.
+FIRST_OPEN_ONLY = os.O_CREAT | os.O_EXCL | os.O_TRUNC
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -51,24 +56,33 @@ R = TypeVar("R")
 def ceph_errors(
     method: Callable[P, Coroutine[Any, Any, R]],
 ) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Turn a CephError into the FUSEError the kernel understands.
+    """Turn a CephError into the FUSEError the kernel understands; count the request.
 
     Anything else unexpected is logged and answered with EIO: pyfuse3 ends the
     whole session on an exception that is not a FUSEError, and one bad request
     must not take the mount down with it.
     """
 
+    name = method.__name__
+
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        started = time.perf_counter()
+        failed = True
         try:
-            return await method(*args, **kwargs)
+            result = await method(*args, **kwargs)
+            failed = False
+            return result
         except pyfuse3.FUSEError:
             raise
         except CephError as exc:
             raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
         except Exception:
-            log.exception("%s failed", method.__name__)
+            log.exception("%s failed", name)
             raise pyfuse3.FUSEError(errno.EIO) from None
+        finally:
+            operations = cast(CephOperations, args[0])
+            operations.op_stats.record(name, time.perf_counter() - started, failed)
 
     return wrapper
 
@@ -105,14 +119,18 @@ class CephOperations(pyfuse3.Operations):
 
     def __init__(self, ceph: AsyncCephClient, root: Inode,
                  coherence: Coherence = Coherence.DEFAULT, cache_bytes: int = 256 << 20,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, handles: HandleStore | None = None,
+                 on_init: Callable[[], None] | None = None) -> None:
+        """`handles` keeps the kernel's file handles where a successor finds them;
+        `on_init` runs inside the kernel's INIT request, before any other."""
         super().__init__()
+        self._on_init = on_init
+        self._handles = handles if handles is not None else HandleStore()
         self._ceph = ceph
         self._inodes: InodeTable[Inode] = InodeTable(root)
         self._policy: CoherencePolicy = POLICIES[coherence]
         self._read_only = read_only
         self._callers = CallerGroups()
-        self._handle_ids = count(1)
         self._files: dict[int, OpenFile] = {}
         self._open_for_writing: Counter[int] = Counter()  # ceph inode -> open handles
         self._dirs: dict[int, DirHandle] = {}
@@ -125,8 +143,14 @@ class CephOperations(pyfuse3.Operations):
         self._block_sizes: LRUCache[int, int] = LRUCache(maxsize=ATTR_CACHE_ENTRIES)
         self._xattrs: ExpiringMap[dict[bytes, bytes | None]] = ExpiringMap(
             ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
+        self.reopened_handles = 0
+        self.op_stats = OpStats()
         self.invalidator = Invalidator(self.blocks, (self._attrs, self._xattrs), self._names,
                                        self._inodes.to_fuse)
+
+    def init(self) -> None:
+        if self._on_init is not None:
+            self._on_init()
 
     def attach(self, nursery: trio.Nursery) -> None:
         """Start coherence: callbacks to the invalidation thread, background reads."""
@@ -141,7 +165,8 @@ class CephOperations(pyfuse3.Operations):
         counters = self.blocks.stats.as_dict()
         counters.update(cache_bytes=self.blocks.size, cache_limit=self.blocks.capacity,
                         kernel_notifications=self.invalidator.kernel_notifications,
-                        inodes=len(self._inodes), open_files=len(self._files))
+                        inodes=len(self._inodes), open_handles=self._handles.in_use(),
+                        reopened_handles=self.reopened_handles)
         return counters
 
     # -- helpers -----------------------------------------------------------------------
@@ -236,11 +261,48 @@ class CephOperations(pyfuse3.Operations):
     def _cred(self, ctx: pyfuse3.RequestContext) -> Credentials:
         return self._callers.credentials(ctx)
 
-    def _file(self, fh: int) -> OpenFile:
+    async def _file(self, fh: int) -> OpenFile:
+        of = self._files.get(fh)
+        return of if of is not None else await self._reopen_file(fh)
+
+    def _record(self, fh: int, kind: HandleKind) -> HandleRecord:
+        """What a predecessor opened `fh` as; EBADF if nothing."""
+        record = self._handles.get(fh)
+        if record is None or record.kind != kind:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return record
+
+    async def _reopen_file(self, fh: int) -> OpenFile:
+        """Open again, by inode, a file a predecessor server had open as `fh`.
+
+        Permission was checked at the first open, so this one acts as root.
+        """
+        record = self._record(fh, HandleKind.FILE)
+        fuse_ino = self._inodes.to_fuse(record.ceph_ino)
+        inode = await self._known_inode(fuse_ino)
+        handle = await self._ceph.open(inode, record.flags & ~FIRST_OPEN_ONLY, ROOT)
+        of = await self._open_file(fuse_ino, handle, record.flags)
+        of.unsynced = of.lost_writes = record.unsynced
+        if record.unsynced:
+            log.warning("handle %d of inode %d: writes since its last fsync may have died "
+                        "with the previous worker; its next fsync or close reports EIO",
+                        fh, record.ceph_ino)
+        self._files[fh] = of
+        if of.writable:
+            self._open_for_writing[of.ino] += 1
+        self.reopened_handles += 1
+        return of
+
+    async def _known_inode(self, fuse_ino: int) -> Inode:
+        """The inode the kernel names, found by its number if this server never saw it."""
         try:
-            return self._files[fh]
-        except KeyError:
-            raise pyfuse3.FUSEError(errno.EBADF) from None
+            return self._inodes.handle(fuse_ino)
+        except pyfuse3.FUSEError:
+            found = await self._ceph.lookup_inode(fuse_ino)
+        kept = self._inodes.adopt(found)
+        if kept is not found:
+            await self._ceph.put(found)
+        return kept
 
     async def _new_file(self, of: OpenFile, unchanged: bool) -> pyfuse3.FileInfo:
         """Register an open file; the kernel keeps its pages only if the file is unchanged.
@@ -249,7 +311,7 @@ class CephOperations(pyfuse3.Operations):
         write at the first page it does not hold and sends each piece on its own, and
         two appends of one write() let another node's line in between.
         """
-        fh = next(self._handle_ids)
+        fh = self._handles.allocate(of.ino, of.flags, HandleKind.FILE)
         self._files[fh] = of
         if of.writable:
             self._open_for_writing[of.ino] += 1
@@ -476,12 +538,15 @@ class CephOperations(pyfuse3.Operations):
         reads cost four times the reads themselves (fio 4 KiB 70/30 r/w).
         libcephfs still caches the data while it holds the caps.
         """
-        of = self._file(fh)
+        of = await self._file(fh)
         if not of.block_size or self._open_for_writing[of.ino]:
-            return await self._ceph.read(of.handle, off, size)
-        if self._changes.due(of.ino):
-            await self._revalidate(of)
-        return await self._reader.read(of, off, size, self._changes.known_size(of.ino))
+            data = await self._ceph.read(of.handle, off, size)
+        else:
+            if self._changes.due(of.ino):
+                await self._revalidate(of)
+            data = await self._reader.read(of, off, size, self._changes.known_size(of.ino))
+        self.op_stats.bytes_read += len(data)
+        return data
 
     async def _revalidate(self, of: OpenFile) -> None:
         """Ask libcephfs whether the file moved on; drop what we cached of it if it did."""
@@ -490,13 +555,18 @@ class CephOperations(pyfuse3.Operations):
 
     @ceph_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        of = self._file(fh)
+        of = await self._file(fh)
+        if not of.unsynced:
+            self._handles.mark_unsynced(fh, True)
+            of.unsynced = True
         if of.flags & os.O_APPEND:
             self._changed_here(of.fuse_ino)
-            return await self._append(of, buf)
-        written = await self._ceph.write(of.handle, off, buf)
-        self.blocks.drop_range(of.ino, off, off + written, of.block_size)
-        await self._refresh_attrs(of.fuse_ino)
+            written = await self._append(of, buf)
+        else:
+            written = await self._ceph.write(of.handle, off, buf)
+            self.blocks.drop_range(of.ino, off, off + written, of.block_size)
+            await self._refresh_attrs(of.fuse_ino)
+        self.op_stats.bytes_written += written
         return written
 
     async def _append(self, of: OpenFile, data: bytes) -> int:
@@ -511,22 +581,42 @@ class CephOperations(pyfuse3.Operations):
         self.invalidator.file_changed(of.ino)
         return len(data)
 
+    @ceph_errors
     async def flush(self, fh: int) -> None:
         """close(2) waits for nothing, as on ceph-fuse (whose flush writes nothing back).
 
         libcephfs writes buffered data back in the background, and a node that opens
         or reads the file recalls the caps, which makes it write back first: coherence
         does not need the data written at close. fsync(2) makes it durable and reports
-        writeback errors. Waiting here (a data fsync) cost 2 ms per close.
+        writeback errors. Waiting here (a data fsync) cost 2 ms per close. A close
+        does report writes a dead predecessor may have lost (see fs/handles.py).
         """
-        self._file(fh)
+        of = self._files.get(fh)
+        if of is None:
+            if self._record(fh, HandleKind.FILE).unsynced:
+                of = await self._file(fh)
+            else:
+                return
+        self._report_lost_writes(of)
+
+    def _report_lost_writes(self, of: OpenFile) -> None:
+        """EIO once for a handle whose writes may have died with a predecessor."""
+        if of.lost_writes:
+            of.lost_writes = False
+            raise pyfuse3.FUSEError(errno.EIO)
 
     @ceph_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
-        await self._ceph.fsync(self._file(fh).handle, datasync)
+        of = await self._file(fh)
+        self._report_lost_writes(of)
+        await self._ceph.fsync(of.handle, datasync)
+        if of.unsynced:
+            self._handles.mark_unsynced(fh, False)
+            of.unsynced = False
 
     @ceph_errors
     async def release(self, fh: int) -> None:
+        self._handles.free(fh)
         of = self._files.pop(fh, None)
         if of is not None:
             if of.writable:
@@ -541,17 +631,24 @@ class CephOperations(pyfuse3.Operations):
     @ceph_errors
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         handle = await self._ceph.opendir(self._inodes.handle(inode), self._cred(ctx))
-        fh = next(self._handle_ids)
+        fh = self._handles.allocate(handle.ino, 0, HandleKind.DIRECTORY)
         self._dirs[fh] = handle
         return fh
+
+    async def _dir(self, fh: int) -> DirHandle:
+        handle = self._dirs.get(fh)
+        if handle is None:
+            record = self._record(fh, HandleKind.DIRECTORY)
+            fuse_ino = self._inodes.to_fuse(record.ceph_ino)
+            handle = await self._ceph.opendir(await self._known_inode(fuse_ino), ROOT)
+            self._dirs[fh] = handle
+            self.reopened_handles += 1
+        return handle
 
     @ceph_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         """Reply from `start_id` on; offsets are libcephfs's own, stable across calls."""
-        try:
-            handle = self._dirs[fh]
-        except KeyError:
-            raise pyfuse3.FUSEError(errno.EBADF) from None
+        handle = await self._dir(fh)
         offset = start_id
         while True:
             batch = await self._ceph.readdir_batch(handle, offset, READDIR_BATCH)
@@ -565,6 +662,7 @@ class CephOperations(pyfuse3.Operations):
 
     @ceph_errors
     async def releasedir(self, fh: int) -> None:
+        self._handles.free(fh)
         handle = self._dirs.pop(fh, None)
         if handle is not None:
             await self._ceph.releasedir(handle)

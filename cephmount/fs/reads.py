@@ -32,6 +32,8 @@ class OpenFile:
     next_offset: int = -1  # where a sequential reader's next read starts
     readahead_end: int = 0  # readahead has been started up to here
     busy: int = 0  # background fetches using `handle`
+    unsynced: bool = False  # written through since the last fsync
+    lost_writes: bool = False  # a dead predecessor may have lost writes through it
     idle: trio.Event = field(default_factory=trio.Event)
 
     @property

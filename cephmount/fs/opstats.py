@@ -1,0 +1,47 @@
+"""Per-operation counts and latency histograms of one mount, for status and metrics."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+# Upper bounds in seconds; a last, unbounded bucket follows.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class OpCounter:
+    count: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+
+    def add(self, seconds: float, failed: bool) -> None:
+        self.count += 1
+        self.errors += failed
+        self.seconds += seconds
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+
+
+@dataclass
+class OpStats:
+    """What the kernel asked of the mount: per operation, and bytes moved."""
+
+    ops: dict[str, OpCounter] = field(default_factory=dict)
+    bytes_read: int = 0
+    bytes_written: int = 0
+
+    def record(self, op: str, seconds: float, failed: bool) -> None:
+        counter = self.ops.get(op)
+        if counter is None:
+            counter = self.ops[op] = OpCounter()
+        counter.add(seconds, failed)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "bytes_read": self.bytes_read, "bytes_written": self.bytes_written,
+            "latency_buckets": list(LATENCY_BUCKETS),
+            "ops": {name: {"count": c.count, "errors": c.errors, "seconds": c.seconds,
+                           "buckets": c.buckets} for name, c in self.ops.items()},
+        }

@@ -1,0 +1,5 @@
+import sys
+
+from cephmount.worker.main import main
+
+sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,135 @@
+"""The worker process: `python -m cephmount.worker FD`, started by the daemon.
+
+FD is one end of a SOCK_SEQPACKET socket pair. The daemon sends a
+`WorkerStart` with the FUSE descriptor; the worker connects to Ceph (resetting
+the session a dead predecessor left, by the mount's session uuid), takes over
+the FUSE connection and answers "serving", or "failed" with one line saying
+why. It then serves until the kernel ends the connection (the daemon
+unmounted it) or a signal stops it; a signal leaves the mount to a successor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from cephmount.ceph.aio import AsyncCephClient
+from cephmount.ceph.client import CephClient
+from cephmount.ceph.errors import CephError
+from cephmount.fs import mount as fs_mount
+from cephmount.fs.handles import HandleStore
+from cephmount.fs.operations import CephOperations
+from cephmount.fs.options import Coherence, MountOptions, Source
+from cephmount.worker.config import WorkerStart, WorkerState, receive, send
+from cephmount.worker.control import Control
+from cephmount.worker.takeover import KernelTakeover
+
+log = logging.getLogger("cephmount.worker")
+CONTROL_SOCKET = "control.sock"
+HANDLES_FILE = "handles"
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s worker[%(process)d]: %(message)s")
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    bootstrap = socket.socket(fileno=int(argv[0]))
+    start, fuse_fd = receive(bootstrap, WorkerStart)
+    if fuse_fd is None:
+        send(bootstrap, WorkerState("failed", "no FUSE descriptor came with the start message"))
+        return 1
+    try:
+        client = _connect(start)
+    except (fs_mount.MountError, CephError, OSError) as exc:
+        send(bootstrap, WorkerState("failed", str(exc)))
+        return 1
+    log.info("%s %s: connected as client.%s", "replacing" if start.replacement else "serving",
+             start.volume.describe(), start.volume.client_id)
+    try:
+        _serve(start, client, KernelTakeover(fuse_fd, start.fuse_init, start.replacement),
+               bootstrap)
+    finally:
+        client.close()
+    log.info("stopped")
+    return 0
+
+
+def _source(start: WorkerStart) -> tuple[Source, MountOptions]:
+    volume = start.volume
+    source = Source(volume.client_id, volume.fs_name, path=volume.path, group=volume.group,
+                    subvolume=volume.subvolume)
+    options = MountOptions(conf=volume.conf, keyring=volume.keyring,
+                           allow_other=volume.allow_other,
+                           default_permissions=volume.default_permissions,
+                           coherence=Coherence(volume.coherence),
+                           cache_bytes=volume.cache_bytes, timeout=volume.timeout)
+    return source, options
+
+
+def _connect(start: WorkerStart) -> CephClient:
+    source, options = _source(start)
+    return fs_mount.connect(source, options, f"cephmount:{start.mount_id}",
+                            uuid=start.session_uuid, key=start.key)
+
+
+def _serve(start: WorkerStart, client: CephClient, takeover: KernelTakeover,
+           bootstrap: socket.socket) -> None:
+    directory = Path(start.directory)
+    handles = HandleStore(directory / HANDLES_FILE)
+    _, options = _source(start)
+    operations = CephOperations(
+        AsyncCephClient(client), client.root(), coherence=options.coherence,
+        cache_bytes=options.cache_bytes, handles=handles, on_init=takeover.switch)
+    control = Control(directory / CONTROL_SOCKET, operations, takeover,
+                      {"mount_id": start.mount_id, "source": start.volume.describe(),
+                       "coherence": start.volume.coherence})
+    pyfuse3.init(operations, takeover.session_path(), {"subtype=cephmount"})
+    try:
+        trio.run(_run, operations, takeover, control, bootstrap)
+    finally:
+        pyfuse3.close(unmount=False)
+        trio.run(operations.release_all)
+        handles.close()
+
+
+async def _run(operations: CephOperations, takeover: KernelTakeover, control: Control,
+               bootstrap: socket.socket) -> None:
+    try:
+        async with trio.open_nursery() as nursery:
+            operations.attach(nursery)
+            await nursery.start(control.serve)
+            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+            nursery.start_soon(_announce, takeover, bootstrap)
+            await pyfuse3.main()
+            nursery.cancel_scope.cancel()
+    finally:
+        operations.invalidator.stop()
+
+
+async def _announce(takeover: KernelTakeover, bootstrap: socket.socket) -> None:
+    """Tell the daemon once the kernel's connection is ours."""
+    await takeover.switched.wait()
+    with bootstrap, contextlib.suppress(OSError):  # a daemon that is gone adopts us later
+        send(bootstrap, WorkerState("serving"))
+    log.info("serving the FUSE connection%s", " (requests in flight resent)"
+             if takeover.replacement else "")
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("signal %d: stopping; the mount stays for a successor", signum)
+            scope.cancel()
+            return
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
