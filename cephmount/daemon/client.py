@@ -14,6 +14,7 @@ import msgspec
 from cephmount.daemon.protocol import (
     List,
     Mount,
+    MountInfo,
     Reply,
     Request,
     ShutdownMounts,
@@ -24,8 +25,8 @@ from cephmount.daemon.protocol import (
 )
 
 __all__ = ["DEFAULT_SOCKET", "DaemonError", "DaemonUnavailable", "List", "Mount",
-           "ShutdownMounts", "Status", "Unmount", "VolumeRequest", "answers", "call",
-           "socket_path"]
+           "MountInfo", "Reply", "Request", "ShutdownMounts", "Status", "Unmount",
+           "VolumeRequest", "answers", "call", "socket_path"]
 
 DEFAULT_SOCKET = "/run/cephmount/cephmount.sock"
 MAX_REPLY = 16 << 20
