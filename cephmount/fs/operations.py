@@ -24,7 +24,15 @@ from cachetools import LRUCache, TTLCache
 
 from cephmount.ceph.aio import AsyncCephClient
 from cephmount.ceph.errors import CephError
-from cephmount.ceph.structs import ROOT, Credentials, DirHandle, FileHandle, Inode, StatX
+from cephmount.ceph.structs import (
+    ROOT,
+    Credentials,
+    DirEntry,
+    DirHandle,
+    FileHandle,
+    Inode,
+    StatX,
+)
 from cephmount.fs.cache import BlockCache, ExpiringMap, block_size_for
 from cephmount.fs.coherence import POLICIES, ChangeTracker, CoherencePolicy, Invalidator
 from cephmount.fs.inodes import InodeTable
@@ -167,11 +175,16 @@ class CephOperations(pyfuse3.Operations):
     async def _remember(self, parent: int, name: bytes, handle: Inode,
                         stx: StatX) -> pyfuse3.EntryAttributes:
         """Count a lookup the kernel will hold, cache the name and describe the entry."""
-        fuse_ino, surplus = self._inodes.add_lookup(handle)
-        if surplus is not None:
-            await self._ceph.put(surplus)
+        fuse_ino = self._count_lookup(handle)
         self._names.set((parent, name), fuse_ino)
         return self._fresh_attrs(fuse_ino, stx)
+
+    def _count_lookup(self, handle: Inode) -> int:
+        """Count a lookup of `handle` the kernel holds; put its reference if surplus."""
+        fuse_ino, surplus = self._inodes.add_lookup(handle)
+        if surplus is not None:
+            self._ceph.sync.put(surplus)  # memory only: the table holds a reference
+        return fuse_ino
 
     @overload
     def _fresh_attrs(self, fuse_ino: int, stx: StatX) -> pyfuse3.EntryAttributes: ...
@@ -215,7 +228,7 @@ class CephOperations(pyfuse3.Operations):
         if self._attrs.get(fuse_ino) is None:
             return
         try:
-            stx = await self._ceph.cached_getattr(self._inodes.handle(fuse_ino))
+            stx = await self._ceph.cached_getattr(await self._handle(fuse_ino))
         except (CephError, pyfuse3.FUSEError):  # the change is done: never fail it here
             self._attrs.drop(fuse_ino)
             return
@@ -226,6 +239,23 @@ class CephOperations(pyfuse3.Operations):
         """After this node made `name` in `parent`."""
         await self._refresh_attrs(parent)
         return await self._remember(parent, name, handle, stx)
+
+    async def _handle(self, fuse_ino: int) -> Inode:
+        """The libcephfs inode behind a FUSE inode number the kernel sent.
+
+        The kernel sends only numbers it holds lookups of; should the table not
+        have one, libcephfs finds the inode by number (ESTALE only once it is
+        gone from the cluster), as ceph-fuse does.
+        """
+        try:
+            return self._inodes.handle(fuse_ino)
+        except pyfuse3.FUSEError:
+            pass
+        handle, surplus = self._inodes.adopt(await self._ceph.lookup_inode(fuse_ino))
+        if surplus is not None:
+            await self._ceph.put(surplus)
+        log.warning("inode %d was not in the inode table: found it by number", fuse_ino)
+        return handle
 
     def _writable(self) -> None:
         if self._read_only:
@@ -260,14 +290,14 @@ class CephOperations(pyfuse3.Operations):
             return OpenFile(handle, fuse_ino, flags, block_size=0)
         block_size = self._block_sizes.get(handle.ino)
         if block_size is None:
-            inode = self._inodes.handle(fuse_ino)
+            inode = await self._handle(fuse_ino)
             block_size = block_size_for(await self._ceph.object_size(inode))
             self._block_sizes[handle.ino] = block_size
         return OpenFile(handle, fuse_ino, flags, block_size)
 
     async def _close_to_open(self, fuse_ino: int, cred: Credentials) -> bool:
         """Check the file's change counter at open; True when our cached data still holds."""
-        stx = await self._ceph.getattr(self._inodes.handle(fuse_ino), cred)
+        stx = await self._ceph.getattr(await self._handle(fuse_ino), cred)
         seen_before = self._changes.known_size(stx.ino) is not None
         return seen_before and not self._fresh_attrs(fuse_ino, stx, report_change=True)
 
@@ -280,7 +310,7 @@ class CephOperations(pyfuse3.Operations):
         if cached is not None:
             return cached
         handle, stx = await self._ceph.lookup(
-            self._inodes.handle(parent_inode), name, self._cred(ctx))
+            await self._handle(parent_inode), name, self._cred(ctx))
         return await self._remember(parent_inode, name, handle, stx)
 
     def _cached_entry(self, parent: int, name: bytes) -> pyfuse3.EntryAttributes | None:
@@ -311,7 +341,7 @@ class CephOperations(pyfuse3.Operations):
         if stx is not None:
             self.blocks.stats.attr_hits += 1
             return self._entry(inode, stx)
-        stx = await self._ceph.getattr(self._inodes.handle(inode), self._cred(ctx))
+        stx = await self._ceph.getattr(await self._handle(inode), self._cred(ctx))
         return self._fresh_attrs(inode, stx)
 
     @ceph_errors
@@ -333,14 +363,14 @@ class CephOperations(pyfuse3.Operations):
         if fields.update_mtime:
             changes["mtime_ns"] = attr.st_mtime_ns
         self._changed_here(inode)
-        stx = await self._ceph.setattr(self._inodes.handle(inode), self._cred(ctx), **changes)
+        stx = await self._ceph.setattr(await self._handle(inode), self._cred(ctx), **changes)
         if fields.update_size:
             self.invalidator.file_changed(stx.ino)
         return self._fresh_attrs(inode, stx)
 
     @ceph_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        return await self._ceph.readlink(self._inodes.handle(inode), self._cred(ctx))
+        return await self._ceph.readlink(await self._handle(inode), self._cred(ctx))
 
     @ceph_errors
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
@@ -348,7 +378,7 @@ class CephOperations(pyfuse3.Operations):
         self._writable()
         self._name_changed(parent_inode, name)
         handle, stx = await self._ceph.mknod(
-            self._inodes.handle(parent_inode), name, mode, rdev, self._cred(ctx))
+            await self._handle(parent_inode), name, mode, rdev, self._cred(ctx))
         return await self._made(parent_inode, name, handle, stx)
 
     @ceph_errors
@@ -357,7 +387,7 @@ class CephOperations(pyfuse3.Operations):
         self._writable()
         self._name_changed(parent_inode, name)
         handle, stx = await self._ceph.mkdir(
-            self._inodes.handle(parent_inode), name, mode, self._cred(ctx))
+            await self._handle(parent_inode), name, mode, self._cred(ctx))
         return await self._made(parent_inode, name, handle, stx)
 
     @ceph_errors
@@ -366,16 +396,16 @@ class CephOperations(pyfuse3.Operations):
         self._writable()
         self._name_changed(parent_inode, name)
         handle, stx = await self._ceph.symlink(
-            self._inodes.handle(parent_inode), name, target, self._cred(ctx))
+            await self._handle(parent_inode), name, target, self._cred(ctx))
         return await self._made(parent_inode, name, handle, stx)
 
     @ceph_errors
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._writable()
-        handle = self._inodes.handle(inode)
+        handle = await self._handle(inode)
         self._name_changed(new_parent_inode, new_name)
-        stx = await self._ceph.link(handle, self._inodes.handle(new_parent_inode), new_name,
+        stx = await self._ceph.link(handle, await self._handle(new_parent_inode), new_name,
                                     self._cred(ctx))
         self._inodes.count_lookup(inode)
         self._names.set((new_parent_inode, new_name), inode)
@@ -387,7 +417,7 @@ class CephOperations(pyfuse3.Operations):
                      ctx: pyfuse3.RequestContext) -> None:
         self._writable()
         self._forget_name(parent_inode, name)
-        await self._ceph.unlink(self._inodes.handle(parent_inode), name, self._cred(ctx))
+        await self._ceph.unlink(await self._handle(parent_inode), name, self._cred(ctx))
         await self._refresh_attrs(parent_inode)
 
     @ceph_errors
@@ -395,7 +425,7 @@ class CephOperations(pyfuse3.Operations):
                     ctx: pyfuse3.RequestContext) -> None:
         self._writable()
         self._forget_name(parent_inode, name)
-        await self._ceph.rmdir(self._inodes.handle(parent_inode), name, self._cred(ctx))
+        await self._ceph.rmdir(await self._handle(parent_inode), name, self._cred(ctx))
         await self._refresh_attrs(parent_inode)
 
     @ceph_errors
@@ -403,8 +433,8 @@ class CephOperations(pyfuse3.Operations):
                      name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
         self._writable()
         cred = self._cred(ctx)
-        old_parent = self._inodes.handle(parent_inode_old)
-        new_parent = self._inodes.handle(parent_inode_new)
+        old_parent = await self._handle(parent_inode_old)
+        new_parent = await self._handle(parent_inode_new)
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise pyfuse3.FUSEError(errno.EINVAL)  # libcephfs has no atomic exchange
         if flags & pyfuse3.RENAME_NOREPLACE:
@@ -442,7 +472,7 @@ class CephOperations(pyfuse3.Operations):
             self._writable()
         cred = self._cred(ctx)
         unchanged = await self._close_to_open(inode, cred)
-        handle = await self._ceph.open(self._inodes.handle(inode), flags, cred)
+        handle = await self._ceph.open(await self._handle(inode), flags, cred)
         if flags & os.O_TRUNC:
             self._changed_here(inode)
             self.invalidator.file_changed(handle.ino)
@@ -457,7 +487,7 @@ class CephOperations(pyfuse3.Operations):
         cred = self._cred(ctx)
         self._name_changed(parent_inode, name)
         handle, stx, fh = await self._ceph.create(
-            self._inodes.handle(parent_inode), name, mode, flags, cred)
+            await self._handle(parent_inode), name, mode, flags, cred)
         entry = await self._made(parent_inode, name, handle, stx)
         # A new file has no file capabilities; the kernel asks before its first write.
         self._xattrs.set(entry.st_ino, {CAPABILITY_XATTR: None})
@@ -483,7 +513,7 @@ class CephOperations(pyfuse3.Operations):
 
     async def _revalidate(self, of: OpenFile) -> None:
         """Ask libcephfs whether the file moved on; drop what we cached of it if it did."""
-        stx = await self._ceph.getattr(self._inodes.handle(of.fuse_ino), ROOT)
+        stx = await self._ceph.getattr(await self._handle(of.fuse_ino), ROOT)
         self._fresh_attrs(of.fuse_ino, stx)
 
     @ceph_errors
@@ -538,28 +568,49 @@ class CephOperations(pyfuse3.Operations):
 
     @ceph_errors
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
-        handle = await self._ceph.opendir(self._inodes.handle(inode), self._cred(ctx))
+        handle = await self._ceph.opendir(await self._handle(inode), self._cred(ctx))
         fh = next(self._handle_ids)
         self._dirs[fh] = handle
         return fh
 
     @ceph_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        """Reply from `start_id` on; offsets are libcephfs's own, stable across calls."""
+        """Reply from `start_id` on; offsets are libcephfs's own, stable across calls.
+
+        pyfuse3 answers with READDIRPLUS: the kernel counts a lookup of every entry
+        it accepts, so the table counts one too, with the reference each entry of
+        the batch carries; the references of entries not sent are put.
+        """
         try:
             handle = self._dirs[fh]
         except KeyError:
             raise pyfuse3.FUSEError(errno.EBADF) from None
         offset = start_id
         while True:
-            batch = await self._ceph.readdir_batch(handle, offset, READDIR_BATCH)
+            batch = await self._ceph.readdir_batch(handle, offset, READDIR_BATCH,
+                                                   want_inodes=True)
             if not batch:
                 return
-            for item in batch:
-                entry = self._entry(self._inodes.to_fuse(item.stat.ino), item.stat)
-                if not pyfuse3.readdir_reply(token, item.name, entry, item.offset):
-                    return
-                offset = item.offset
+            sent = 0
+            try:
+                for item in batch:
+                    if not self._reply_entry(token, item):
+                        return
+                    sent += 1
+                    offset = item.offset
+            finally:
+                for item in batch[sent:]:
+                    if item.inode is not None:
+                        await self._ceph.put(item.inode)
+
+    def _reply_entry(self, token: pyfuse3.ReaddirToken, item: DirEntry) -> bool:
+        """Send one entry; count the kernel's lookup of it. False when the reply is full."""
+        entry = self._entry(self._inodes.to_fuse(item.stat.ino), item.stat)
+        if not pyfuse3.readdir_reply(token, item.name, entry, item.offset):
+            return False
+        if item.inode is not None:
+            self._count_lookup(item.inode)
+        return True
 
     @ceph_errors
     async def releasedir(self, fh: int) -> None:
@@ -586,7 +637,7 @@ class CephOperations(pyfuse3.Operations):
         if name == STATS_XATTR and inode == pyfuse3.ROOT_INODE:
             return json.dumps(self.stats()).encode()
         if not name.startswith(SHARED_XATTR_PREFIXES):
-            return await self._ceph.getxattr(self._inodes.handle(inode), name, self._cred(ctx))
+            return await self._ceph.getxattr(await self._handle(inode), name, self._cred(ctx))
         known = self._xattrs.get(inode)
         if known is not None and name in known:
             self.blocks.stats.xattr_hits += 1
@@ -605,7 +656,7 @@ class CephOperations(pyfuse3.Operations):
                            ctx: pyfuse3.RequestContext) -> bytes | None:
         """An xattr's value, None when the inode has none of that name."""
         try:
-            return await self._ceph.getxattr(self._inodes.handle(inode), name, self._cred(ctx))
+            return await self._ceph.getxattr(await self._handle(inode), name, self._cred(ctx))
         except CephError as exc:
             if exc.errno == errno.ENODATA:
                 return None
@@ -616,17 +667,17 @@ class CephOperations(pyfuse3.Operations):
                        ctx: pyfuse3.RequestContext) -> None:
         self._writable()
         self._changed_here(inode)
-        await self._ceph.setxattr(self._inodes.handle(inode), name, value, self._cred(ctx))
+        await self._ceph.setxattr(await self._handle(inode), name, value, self._cred(ctx))
 
     @ceph_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        return await self._ceph.listxattr(self._inodes.handle(inode), self._cred(ctx))
+        return await self._ceph.listxattr(await self._handle(inode), self._cred(ctx))
 
     @ceph_errors
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._writable()
         self._changed_here(inode)
-        await self._ceph.removexattr(self._inodes.handle(inode), name, self._cred(ctx))
+        await self._ceph.removexattr(await self._handle(inode), name, self._cred(ctx))
 
     # -- teardown ----------------------------------------------------------------------
 

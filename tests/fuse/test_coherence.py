@@ -336,3 +336,25 @@ def test_cache_stays_within_its_limit(nodes: dict[str, Node], shared: str) -> No
     # (ours and libcephfs's own object cache) and some slack for buffers.
     grown = rss_bytes(small.pid()) - rss_before
     assert grown < stats["cache_limit"] + LIBCEPHFS_OBJECT_CACHE + (32 << 20), grown
+
+
+def test_no_stale_handle_after_a_listing_of_another_nodes_directories(
+        nodes: dict[str, Node], shared: str) -> None:
+    """A plain `ls` hands the kernel every entry (READDIRPLUS); each stays usable."""
+    a, b = nodes["a"].root / shared, nodes["b"].root / shared
+    for trial in range(10):
+        (b / f"sub{trial}").mkdir()
+        assert f"sub{trial}" in os.listdir(a)  # plain `ls`: no lookup of sub
+        os.symlink("target", a / f"sub{trial}" / "link")
+        assert os.readlink(b / f"sub{trial}" / "link") == "target"
+
+
+def test_no_stale_handle_after_listing_an_outside_writers_directory(
+        nodes: dict[str, Node], shared: str, outside: cephfs.LibCephFS) -> None:
+    a = nodes["a"].root / shared
+    for trial in range(10):
+        outside.mkdir(f"/{shared}/out{trial}".encode(), 0o755)
+        assert f"out{trial}" in os.listdir(a)
+        os.symlink("file", a / f"out{trial}" / "link")
+        (a / f"out{trial}" / "file").write_bytes(b"x")
+        assert (a / f"out{trial}" / "link").read_bytes() == b"x"
