@@ -604,10 +604,21 @@ class CephOperations(pyfuse3.Operations):
                         await self._ceph.put(item.inode)
 
     def _reply_entry(self, token: pyfuse3.ReaddirToken, item: DirEntry) -> bool:
-        """Send one entry; count the kernel's lookup of it. False when the reply is full."""
-        entry = self._entry(self._inodes.to_fuse(item.stat.ino), item.stat)
+        """Send one entry; count the kernel's lookup of it. False when the reply is full.
+
+        A listing is an open of every entry it shows (close-to-open for `ls -l`):
+        its attributes are what the MDS put in its readdir reply, which lacks what
+        writers on other nodes have not reported yet, so the kernel gets them
+        already expired and its stat of the entry comes to `getattr`, which asks
+        libcephfs (answered from its caps, or the MDS, which recalls the writers'
+        sizes) rather than our cache. ceph-fuse's listings give no attributes.
+        """
+        fuse_ino = self._inodes.to_fuse(item.stat.ino)
+        entry = self._entry(fuse_ino, item.stat)
+        entry.attr_timeout = 0
         if not pyfuse3.readdir_reply(token, item.name, entry, item.offset):
             return False
+        self._attrs.drop(fuse_ino)
         if item.inode is not None:
             self._count_lookup(item.inode)
         return True

@@ -358,3 +358,20 @@ def test_no_stale_handle_after_listing_an_outside_writers_directory(
         os.symlink("file", a / f"out{trial}" / "link")
         (a / f"out{trial}" / "file").write_bytes(b"x")
         assert (a / f"out{trial}" / "link").read_bytes() == b"x"
+
+
+def listed_sizes(directory: Path) -> dict[str, int]:
+    """What `ls -l` shows: a listing, then an lstat of each entry."""
+    return {name: os.lstat(directory / name).st_size for name in os.listdir(directory)}
+
+
+def test_a_listing_shows_sizes_written_and_closed_on_another_node(
+        nodes: dict[str, Node], shared: str) -> None:
+    """Close-to-open for listings: `ls -l`, `du`, log collectors polling a directory."""
+    a, b = nodes["a"].root / shared, nodes["b"].root / shared
+    for trial in range(3):
+        listed_sizes(a)  # A polls the directory (and caches what it saw)
+        expected = {f"f{i}": 100 * trial + i + 1 for i in range(20)}
+        for name, size in expected.items():
+            (b / name).write_bytes(b"x" * size)
+        assert listed_sizes(a) == expected, f"trial {trial}"
