@@ -48,9 +48,12 @@ ATTR_CACHE_ENTRIES = 65536
 # Read on the mount's root (`getfattr -n cephmount.stats MOUNT`): the cache counters as JSON.
 STATS_XATTR = b"cephmount.stats"
 # Namespaces anyone may read (the kernel checks no permission): one cached answer
-# serves every caller. The kernel asks for security.capability before every write
-# through the page cache, and `ls -l` for ACLs and security labels of every entry.
+# serves every caller. `ls -l` asks for ACLs and security labels of every entry.
 SHARED_XATTR_PREFIXES = (b"security.", b"system.")
+# Never cached: the kernel asks before every write whether it must strip file
+# capabilities, and a stale "none" after another node's setcap would let a writer
+# change a privileged program and keep its privileges. libcephfs answers from its
+# caps (coherent across nodes) as for ceph-fuse.
 CAPABILITY_XATTR = b"security.capability"
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -489,8 +492,6 @@ class CephOperations(pyfuse3.Operations):
         handle, stx, fh = await self._ceph.create(
             await self._handle(parent_inode), name, mode, flags, cred)
         entry = await self._made(parent_inode, name, handle, stx)
-        # A new file has no file capabilities; the kernel asks before its first write.
-        self._xattrs.set(entry.st_ino, {CAPABILITY_XATTR: None})
         of = await self._open_file(entry.st_ino, fh, flags)
         return await self._new_file(of, unchanged=False), entry
 
@@ -647,7 +648,7 @@ class CephOperations(pyfuse3.Operations):
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if name == STATS_XATTR and inode == pyfuse3.ROOT_INODE:
             return json.dumps(self.stats()).encode()
-        if not name.startswith(SHARED_XATTR_PREFIXES):
+        if not name.startswith(SHARED_XATTR_PREFIXES) or name == CAPABILITY_XATTR:
             return await self._ceph.getxattr(await self._handle(inode), name, self._cred(ctx))
         known = self._xattrs.get(inode)
         if known is not None and name in known:

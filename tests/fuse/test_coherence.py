@@ -375,3 +375,31 @@ def test_a_listing_shows_sizes_written_and_closed_on_another_node(
         for name, size in expected.items():
             (b / name).write_bytes(b"x" * size)
         assert listed_sizes(a) == expected, f"trial {trial}"
+
+
+# struct vfs_cap_data, revision 2: CAP_NET_BIND_SERVICE (10) permitted, effective.
+FILE_CAPABILITY = (0x02000000 | 1).to_bytes(4, "little") + (1 << 10).to_bytes(4, "little") \
+    + bytes(12)
+
+
+def test_a_write_strips_capabilities_set_on_another_node(nodes: dict[str, Node],
+                                                         shared: str) -> None:
+    """The kernel asks for security.capability before each write, to strip it.
+
+    A writer that keeps the file open must strip capabilities set on another node
+    since its last write, as on ceph-fuse: a stale "none" would let anyone who
+    may write a file change a privileged program and keep its privileges.
+    """
+    here, there = nodes["a"].root / shared / "prog", nodes["b"].root / shared / "prog"
+    here.write_bytes(b"#!/bin/true\n")
+    fd = os.open(here, os.O_WRONLY)
+    try:
+        for trial in range(5):
+            os.pwrite(fd, b"#", 0)  # A learns the file has no capabilities
+            os.setxattr(there, "security.capability", FILE_CAPABILITY)
+            os.pwrite(fd, b"#", 0)
+            with pytest.raises(OSError) as absent:
+                os.getxattr(there, "security.capability")
+            assert absent.value.errno == errno.ENODATA, f"trial {trial}: not stripped"
+    finally:
+        os.close(fd)
