@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from itertools import count
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -63,7 +63,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def ceph_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def ceph_errors(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
     """Turn a CephError into the FUSEError the kernel understands.
 
     Anything else unexpected is logged and answered with EIO: pyfuse3 ends the
@@ -623,16 +625,14 @@ class CephOperations(pyfuse3.Operations):
 
         pyfuse3 answers with READDIRPLUS: the kernel counts a lookup of every entry
         it accepts, so the table counts one too, with the reference each entry of
-        the batch carries; the references of entries not sent are put.
+        the batch carries; the references of entries not sent are put. `.` and
+        `..` come first, as on ceph-fuse, and carry none (the kernel counts none).
         """
-        try:
-            handle = self._dirs[fh]
-        except KeyError:
-            raise pyfuse3.FUSEError(errno.EBADF) from None
+        handle = self._dir(fh)
         offset = start_id
         while True:
             batch = await self._ceph.readdir_batch(handle, offset, READDIR_BATCH,
-                                                   want_inodes=True)
+                                                   want_inodes=True, dots=True)
             if not batch:
                 return
             sent = 0
@@ -646,6 +646,12 @@ class CephOperations(pyfuse3.Operations):
                 for item in batch[sent:]:
                     if item.inode is not None:
                         await self._ceph.put(item.inode)
+
+    def _dir(self, fh: int) -> DirHandle:
+        try:
+            return self._dirs[fh]
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.EBADF) from None
 
     def _reply_entry(self, token: pyfuse3.ReaddirToken, item: DirEntry) -> bool:
         """Send one entry; count the kernel's lookup of it. False when the reply is full.
@@ -673,8 +679,15 @@ class CephOperations(pyfuse3.Operations):
         if handle is not None:
             await self._ceph.releasedir(handle)
 
+    @ceph_errors
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        """Directory operations are synchronous with the MDS: nothing is left to flush."""
+        """Wait until the MDS has made this node's changes of the directory durable.
+
+        The MDS answers a create, rename or unlink before its journal holds it;
+        the write-temp, rename, fsync-directory pattern needs this to wait for it.
+        """
+        handle = await self._handle(self._inodes.to_fuse(self._dir(fh).ino))
+        await self._ceph.sync_inode(handle, datasync)
 
     @ceph_errors
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
