@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import mmap
 import os
 import subprocess
 import sys
@@ -403,3 +404,26 @@ def test_a_write_strips_capabilities_set_on_another_node(nodes: dict[str, Node],
             assert absent.value.errno == errno.ENODATA, f"trial {trial}: not stripped"
     finally:
         os.close(fd)
+
+
+def mmap_round_trip(path: Path, flags: int, prot: int) -> bytes:
+    """Map a file, change it through the map if shared, and read back with read(2)."""
+    path.write_bytes(b"a" * 8192)
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 8192, flags=flags, prot=prot) as mapped:
+        if flags == mmap.MAP_SHARED:
+            mapped[4096:4100] = b"bbbb"
+            mapped.flush()
+        assert mapped[:4] == b"aaaa"
+    return path.read_bytes()[4096:4100]
+
+
+def test_mmap_in_every_mode(nodes: dict[str, Node], shared: str) -> None:
+    """Programs map files: shared maps through the page cache, private ones in strict mode.
+
+    Strict mode bypasses the page cache (direct_io), and the kernel refuses a
+    MAP_SHARED map of such a file with ENODEV: docs/cache-and-coherence.md says so.
+    """
+    shared_map = (mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    private_map = (mmap.MAP_PRIVATE, mmap.PROT_READ)
+    assert mmap_round_trip(nodes["a"].root / shared / "m", *shared_map) == b"bbbb"
+    assert mmap_round_trip(nodes["strict"].root / shared / "p", *private_map) == b"aaaa"
