@@ -174,6 +174,7 @@ int ceph_ll_read(struct ceph_mount_info *cmount, struct Fh *filehandle, int64_t 
 int ceph_ll_write(struct ceph_mount_info *cmount, struct Fh *filehandle, int64_t off,
                   uint64_t len, const char *data);
 int ceph_ll_fsync(struct ceph_mount_info *cmount, struct Fh *fh, int syncdataonly);
+int ceph_ll_sync_inode(struct ceph_mount_info *cmount, struct Inode *in, int syncdataonly);
 int ceph_ll_close(struct ceph_mount_info *cmount, struct Fh *filehandle);
 int ceph_ll_getxattr(struct ceph_mount_info *cmount, struct Inode *in, const char *name,
                      void *value, size_t size, const UserPerm *perms);

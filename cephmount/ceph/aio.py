@@ -99,6 +99,7 @@ class AsyncCephClient:
     write = _in_thread(CephClient.write)
     append = _in_thread(CephClient.append)
     fsync = _in_thread(CephClient.fsync)
+    sync_inode = _in_thread(CephClient.sync_inode)
     release = _in_thread(CephClient.release)
     getlk = _in_thread(CephClient.getlk)
     setlk = _in_thread(CephClient.setlk)

@@ -537,6 +537,12 @@ class CephClient:
         with self._gate:
             check(lib.ceph_ll_fsync(self._cmount, fh.ptr, int(datasync)), "ll_fsync")
 
+    def sync_inode(self, inode: Inode, datasync: bool = False) -> None:
+        """fsync(2) without an open file: a directory's changes made durable."""
+        with self._gate:
+            check(lib.ceph_ll_sync_inode(self._cmount, inode.ptr, int(datasync)),
+                  "ll_sync_inode")
+
     def release(self, fh: FileHandle) -> None:
         """Close an open file, returning errors of earlier buffered writes.
 
@@ -577,15 +583,17 @@ class CephClient:
             check(lib.ceph_ll_releasedir(self._cmount, dirh.ptr), "ll_releasedir")
 
     def readdir(
-        self, dirh: DirHandle, offset: int = 0, *, want_inodes: bool = False
+        self, dirh: DirHandle, offset: int = 0, *, want_inodes: bool = False,
+        dots: bool = False,
     ) -> Iterator[DirEntry]:
-        """Entries from `offset` on ("." and ".." left out).
+        """Entries from `offset` on ("." and ".." only with `dots`).
 
         `offset` is 0 or an entry's `offset` from an earlier call on the same
         handle. Attributes come from the client's cache without asking the
         MDS (readdir replies carry them): check `stat.mask`. With
         `want_inodes` each entry carries one reference on its inode, taken
         only when the entry is produced: stop early and nothing leaks.
+        "." and ".." never carry one (FUSE counts no lookup for them).
         """
         de, stx = ffi.new("struct dirent *"), _statx()
         out = _inode_out() if want_inodes else ffi.NULL
@@ -601,24 +609,27 @@ class CephClient:
                 if not got:
                     return
                 offset = lib.ceph_telldir(self._cmount, dirh.ptr)
-                entry = self._dir_entry(de, stx, offset, out)
+                entry = self._dir_entry(de, stx, offset, out, dots)
             if entry is not None:
                 yield entry
 
-    def _dir_entry(self, de: Any, stx: Any, offset: int, out: Any) -> DirEntry | None:
+    def _dir_entry(self, de: Any, stx: Any, offset: int, out: Any,
+                   dots: bool) -> DirEntry | None:
         name = ffi.string(de.d_name)
         inode = None if out == ffi.NULL else Inode(stx.stx_ino, out[0])
         if name in _DOTS:
             if inode is not None:
                 lib.ceph_ll_put(self._cmount, inode.ptr)
-            return None
+            return DirEntry(name, StatX.from_cdata(stx), offset) if dots else None
         return DirEntry(name, StatX.from_cdata(stx), offset, inode)
 
     def readdir_batch(
-        self, dirh: DirHandle, offset: int, limit: int, *, want_inodes: bool = False
+        self, dirh: DirHandle, offset: int, limit: int, *, want_inodes: bool = False,
+        dots: bool = False,
     ) -> list[DirEntry]:
         """At most `limit` entries of `readdir` at once (one thread hop in aio)."""
-        return list(itertools.islice(self.readdir(dirh, offset, want_inodes=want_inodes), limit))
+        entries = self.readdir(dirh, offset, want_inodes=want_inodes, dots=dots)
+        return list(itertools.islice(entries, limit))
 
     # --- names -----------------------------------------------------------
 

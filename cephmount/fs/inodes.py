@@ -23,9 +23,6 @@ class HasIno(Protocol):
 
 
 HandleT = TypeVar("HandleT", bound=HasIno)
-# The lookup count of an inode adopted from a predecessor server: the kernel's
-# real count is unknown, so the entry stays until unmount.
-UNKNOWN_LOOKUPS = 1 << 62
 
 
 @dataclass
@@ -48,7 +45,7 @@ class InodeTable(Generic[HandleT]):
         return pyfuse3.ROOT_INODE if ceph_ino == self._root_ino else ceph_ino
 
     def handle(self, fuse_ino: int) -> HandleT:
-        """The handle of an inode the kernel knows; ESTALE for one it has forgotten."""
+        """The handle of an inode in the table; ESTALE for one it does not hold."""
         entry = self._entries.get(fuse_ino)
         if entry is None:
             raise pyfuse3.FUSEError(errno.ESTALE)
@@ -64,16 +61,19 @@ class InodeTable(Generic[HandleT]):
         entry.lookups += 1
         return fuse_ino, handle
 
-    def adopt(self, handle: HandleT) -> HandleT:
-        """Enter an inode the kernel knows from a predecessor server; return the handle kept.
+    def adopt(self, handle: HandleT) -> tuple[HandleT, HandleT | None]:
+        """The entry's handle for an inode the kernel asked about but the table lacks.
 
-        Its lookup count is unknown: the entry is kept until unmount (a bounded
-        cost: only what the kernel held when the predecessor stopped). When the
-        inode is in the table already, `handle` is surplus: the caller puts it.
+        The kernel only asks about inodes it holds lookups of, so the table lost
+        count of them: keep `handle` with no lookups counted (the kernel's next
+        forget removes the entry). Returns the handle to use and a surplus to put.
         """
         fuse_ino = self.to_fuse(handle.ino)
-        entry = self._entries.setdefault(fuse_ino, _Entry(handle, UNKNOWN_LOOKUPS))
-        return entry.handle
+        entry = self._entries.get(fuse_ino)
+        if entry is None:
+            self._entries[fuse_ino] = _Entry(handle, 0)
+            return handle, None
+        return entry.handle, handle
 
     def count_lookup(self, fuse_ino: int) -> None:
         """Count one more kernel lookup of a known inode (a new hard link's entry)."""

@@ -24,7 +24,16 @@ from cachetools import LRUCache, TTLCache
 
 from cephmount.ceph.aio import AsyncCephClient
 from cephmount.ceph.errors import CephError
-from cephmount.ceph.structs import ROOT, Credentials, DirHandle, FileHandle, Inode, StatX
+from cephmount.ceph.structs import (
+    NOW,
+    ROOT,
+    Credentials,
+    DirEntry,
+    DirHandle,
+    FileHandle,
+    Inode,
+    StatX,
+)
 from cephmount.fs.cache import BlockCache, ExpiringMap, block_size_for
 from cephmount.fs.coherence import POLICIES, ChangeTracker, CoherencePolicy, Invalidator
 from cephmount.fs.handles import HandleKind, HandleRecord, HandleStore
@@ -42,10 +51,15 @@ ATTR_CACHE_ENTRIES = 65536
 # Read on the mount's root (`getfattr -n cephmount.stats MOUNT`): the cache counters as JSON.
 STATS_XATTR = b"cephmount.stats"
 # Namespaces anyone may read (the kernel checks no permission): one cached answer
-# serves every caller. The kernel asks for security.capability before every write
-# through the page cache, and `ls -l` for ACLs and security labels of every entry.
+# serves every caller. `ls -l` asks for ACLs and security labels of every entry.
 SHARED_XATTR_PREFIXES = (b"security.", b"system.")
+# Never cached: the kernel asks before every write whether it must strip file
+# capabilities, and a stale "none" after another node's setcap would let a writer
+# change a privileged program and keep its privileges. libcephfs answers from its
+# caps (coherent across nodes) as for ceph-fuse.
 CAPABILITY_XATTR = b"security.capability"
+TIME_FIELDS = ("atime_ns", "mtime_ns")
+NOW_TOLERANCE_NS = 1_000_000_000
 # Flags that acted when a file was first opened and must not act again when a
 # successor server opens it anew for the same kernel handle.
 FIRST_OPEN_ONLY = os.O_CREAT | os.O_EXCL | os.O_TRUNC
@@ -85,6 +99,14 @@ def ceph_errors(
             operations.op_stats.record(name, time.perf_counter() - started, failed)
 
     return wrapper
+
+
+def _times_now(changes: dict[str, Any]) -> bool:
+    """Whether `changes` sets only times, each within a second of the clock."""
+    now = time.time_ns()
+    return bool(changes) and all(
+        key in TIME_FIELDS and abs(value - now) <= NOW_TOLERANCE_NS
+        for key, value in changes.items())
 
 
 class CallerGroups:
@@ -194,11 +216,16 @@ class CephOperations(pyfuse3.Operations):
     async def _remember(self, parent: int, name: bytes, handle: Inode,
                         stx: StatX) -> pyfuse3.EntryAttributes:
         """Count a lookup the kernel will hold, cache the name and describe the entry."""
-        fuse_ino, surplus = self._inodes.add_lookup(handle)
-        if surplus is not None:
-            await self._ceph.put(surplus)
+        fuse_ino = self._count_lookup(handle)
         self._names.set((parent, name), fuse_ino)
         return self._fresh_attrs(fuse_ino, stx)
+
+    def _count_lookup(self, handle: Inode) -> int:
+        """Count a lookup of `handle` the kernel holds; put its reference if surplus."""
+        fuse_ino, surplus = self._inodes.add_lookup(handle)
+        if surplus is not None:
+            self._ceph.sync.put(surplus)  # memory only: the table holds a reference
+        return fuse_ino
 
     @overload
     def _fresh_attrs(self, fuse_ino: int, stx: StatX) -> pyfuse3.EntryAttributes: ...
@@ -242,7 +269,7 @@ class CephOperations(pyfuse3.Operations):
         if self._attrs.get(fuse_ino) is None:
             return
         try:
-            stx = await self._ceph.cached_getattr(self._inodes.handle(fuse_ino))
+            stx = await self._ceph.cached_getattr(await self._handle(fuse_ino))
         except (CephError, pyfuse3.FUSEError):  # the change is done: never fail it here
             self._attrs.drop(fuse_ino)
             return
@@ -253,6 +280,23 @@ class CephOperations(pyfuse3.Operations):
         """After this node made `name` in `parent`."""
         await self._refresh_attrs(parent)
         return await self._remember(parent, name, handle, stx)
+
+    async def _handle(self, fuse_ino: int) -> Inode:
+        """The libcephfs inode behind a FUSE inode number the kernel sent.
+
+        The kernel sends only numbers it holds lookups of; should the table not
+        have one, libcephfs finds the inode by number (ESTALE only once it is
+        gone from the cluster), as ceph-fuse does.
+        """
+        try:
+            return self._inodes.handle(fuse_ino)
+        except pyfuse3.FUSEError:
+            pass
+        handle, surplus = self._inodes.adopt(await self._ceph.lookup_inode(fuse_ino))
+        if surplus is not None:
+            await self._ceph.put(surplus)
+        log.info("inode %d was not in the inode table: found it by number", fuse_ino)
+        return handle
 
     def _writable(self) -> None:
         if self._read_only:
@@ -279,7 +323,7 @@ class CephOperations(pyfuse3.Operations):
         """
         record = self._record(fh, HandleKind.FILE)
         fuse_ino = self._inodes.to_fuse(record.ceph_ino)
-        inode = await self._known_inode(fuse_ino)
+        inode = await self._handle(fuse_ino)
         handle = await self._ceph.open(inode, record.flags & ~FIRST_OPEN_ONLY, ROOT)
         of = await self._open_file(fuse_ino, handle, record.flags)
         of.unsynced = of.lost_writes = record.unsynced
@@ -292,17 +336,6 @@ class CephOperations(pyfuse3.Operations):
             self._open_for_writing[of.ino] += 1
         self.reopened_handles += 1
         return of
-
-    async def _known_inode(self, fuse_ino: int) -> Inode:
-        """The inode the kernel names, found by its number if this server never saw it."""
-        try:
-            return self._inodes.handle(fuse_ino)
-        except pyfuse3.FUSEError:
-            found = await self._ceph.lookup_inode(fuse_ino)
-        kept = self._inodes.adopt(found)
-        if kept is not found:
-            await self._ceph.put(found)
-        return kept
 
     async def _new_file(self, of: OpenFile, unchanged: bool) -> pyfuse3.FileInfo:
         """Register an open file; the kernel keeps its pages only if the file is unchanged.
@@ -324,14 +357,14 @@ class CephOperations(pyfuse3.Operations):
             return OpenFile(handle, fuse_ino, flags, block_size=0)
         block_size = self._block_sizes.get(handle.ino)
         if block_size is None:
-            inode = self._inodes.handle(fuse_ino)
+            inode = await self._handle(fuse_ino)
             block_size = block_size_for(await self._ceph.object_size(inode))
             self._block_sizes[handle.ino] = block_size
         return OpenFile(handle, fuse_ino, flags, block_size)
 
     async def _close_to_open(self, fuse_ino: int, cred: Credentials) -> bool:
         """Check the file's change counter at open; True when our cached data still holds."""
-        stx = await self._ceph.getattr(self._inodes.handle(fuse_ino), cred)
+        stx = await self._ceph.getattr(await self._handle(fuse_ino), cred)
         seen_before = self._changes.known_size(stx.ino) is not None
         return seen_before and not self._fresh_attrs(fuse_ino, stx, report_change=True)
 
@@ -344,7 +377,7 @@ class CephOperations(pyfuse3.Operations):
         if cached is not None:
             return cached
         handle, stx = await self._ceph.lookup(
-            self._inodes.handle(parent_inode), name, self._cred(ctx))
+            await self._handle(parent_inode), name, self._cred(ctx))
         return await self._remember(parent_inode, name, handle, stx)
 
     def _cached_entry(self, parent: int, name: bytes) -> pyfuse3.EntryAttributes | None:
@@ -375,7 +408,7 @@ class CephOperations(pyfuse3.Operations):
         if stx is not None:
             self.blocks.stats.attr_hits += 1
             return self._entry(inode, stx)
-        stx = await self._ceph.getattr(self._inodes.handle(inode), self._cred(ctx))
+        stx = await self._ceph.getattr(await self._handle(inode), self._cred(ctx))
         return self._fresh_attrs(inode, stx)
 
     @ceph_errors
@@ -396,15 +429,46 @@ class CephOperations(pyfuse3.Operations):
             changes["atime_ns"] = attr.st_atime_ns
         if fields.update_mtime:
             changes["mtime_ns"] = attr.st_mtime_ns
+        handle = await self._handle(inode)
         self._changed_here(inode)
-        stx = await self._ceph.setattr(self._inodes.handle(inode), self._cred(ctx), **changes)
+        stx = await self._setattr(handle, await self._setattr_cred(ctx, changes, fh), changes)
         if fields.update_size:
             self.invalidator.file_changed(stx.ino)
         return self._fresh_attrs(inode, stx)
 
+    async def _setattr_cred(self, ctx: pyfuse3.RequestContext, changes: dict[str, Any],
+                            fh: int | None) -> Credentials:
+        """Whom a setattr acts for: `ftruncate` goes by the descriptor, not the mode.
+
+        A truncate through a handle opened for writing was allowed when the file
+        was opened (POSIX: a file created with mode 0 may be truncated through the
+        descriptor that created it); Ceph would check the caller against the mode.
+        """
+        if fh is not None and changes.keys() == {"size"} and (await self._file(fh)).writable:
+            return ROOT
+        return self._cred(ctx)
+
+    async def _setattr(self, handle: Inode, cred: Credentials,
+                       changes: dict[str, Any]) -> StatX:
+        """Apply `changes`; times set to "now" by a writer who is not the owner, too.
+
+        pyfuse3 turns the kernel's "now" (utimensat's UTIME_NOW, `touch`) into
+        explicit times, which only the owner may set; "now" needs write access
+        only. When Ceph refuses times that are now (within a second) to a caller
+        who is not the owner, they are set again as "now", for which Ceph checks
+        write access: a time that is now is all the caller gets either way.
+        """
+        try:
+            return await self._ceph.setattr(handle, cred, **changes)
+        except CephError as exc:
+            if exc.errno != errno.EPERM or not _times_now(changes):
+                raise
+        now: dict[str, Any] = dict.fromkeys(changes, NOW)
+        return await self._ceph.setattr(handle, cred, **now)
+
     @ceph_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        return await self._ceph.readlink(self._inodes.handle(inode), self._cred(ctx))
+        return await self._ceph.readlink(await self._handle(inode), self._cred(ctx))
 
     @ceph_errors
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
@@ -412,7 +476,7 @@ class CephOperations(pyfuse3.Operations):
         self._writable()
         self._name_changed(parent_inode, name)
         handle, stx = await self._ceph.mknod(
-            self._inodes.handle(parent_inode), name, mode, rdev, self._cred(ctx))
+            await self._handle(parent_inode), name, mode, rdev, self._cred(ctx))
         return await self._made(parent_inode, name, handle, stx)
 
     @ceph_errors
@@ -421,7 +485,7 @@ class CephOperations(pyfuse3.Operations):
         self._writable()
         self._name_changed(parent_inode, name)
         handle, stx = await self._ceph.mkdir(
-            self._inodes.handle(parent_inode), name, mode, self._cred(ctx))
+            await self._handle(parent_inode), name, mode, self._cred(ctx))
         return await self._made(parent_inode, name, handle, stx)
 
     @ceph_errors
@@ -430,16 +494,16 @@ class CephOperations(pyfuse3.Operations):
         self._writable()
         self._name_changed(parent_inode, name)
         handle, stx = await self._ceph.symlink(
-            self._inodes.handle(parent_inode), name, target, self._cred(ctx))
+            await self._handle(parent_inode), name, target, self._cred(ctx))
         return await self._made(parent_inode, name, handle, stx)
 
     @ceph_errors
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         self._writable()
-        handle = self._inodes.handle(inode)
+        handle = await self._handle(inode)
         self._name_changed(new_parent_inode, new_name)
-        stx = await self._ceph.link(handle, self._inodes.handle(new_parent_inode), new_name,
+        stx = await self._ceph.link(handle, await self._handle(new_parent_inode), new_name,
                                     self._cred(ctx))
         self._inodes.count_lookup(inode)
         self._names.set((new_parent_inode, new_name), inode)
@@ -451,7 +515,7 @@ class CephOperations(pyfuse3.Operations):
                      ctx: pyfuse3.RequestContext) -> None:
         self._writable()
         self._forget_name(parent_inode, name)
-        await self._ceph.unlink(self._inodes.handle(parent_inode), name, self._cred(ctx))
+        await self._ceph.unlink(await self._handle(parent_inode), name, self._cred(ctx))
         await self._refresh_attrs(parent_inode)
 
     @ceph_errors
@@ -459,7 +523,7 @@ class CephOperations(pyfuse3.Operations):
                     ctx: pyfuse3.RequestContext) -> None:
         self._writable()
         self._forget_name(parent_inode, name)
-        await self._ceph.rmdir(self._inodes.handle(parent_inode), name, self._cred(ctx))
+        await self._ceph.rmdir(await self._handle(parent_inode), name, self._cred(ctx))
         await self._refresh_attrs(parent_inode)
 
     @ceph_errors
@@ -467,8 +531,8 @@ class CephOperations(pyfuse3.Operations):
                      name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
         self._writable()
         cred = self._cred(ctx)
-        old_parent = self._inodes.handle(parent_inode_old)
-        new_parent = self._inodes.handle(parent_inode_new)
+        old_parent = await self._handle(parent_inode_old)
+        new_parent = await self._handle(parent_inode_new)
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise pyfuse3.FUSEError(errno.EINVAL)  # libcephfs has no atomic exchange
         if flags & pyfuse3.RENAME_NOREPLACE:
@@ -506,7 +570,7 @@ class CephOperations(pyfuse3.Operations):
             self._writable()
         cred = self._cred(ctx)
         unchanged = await self._close_to_open(inode, cred)
-        handle = await self._ceph.open(self._inodes.handle(inode), flags, cred)
+        handle = await self._ceph.open(await self._handle(inode), flags, cred)
         if flags & os.O_TRUNC:
             self._changed_here(inode)
             self.invalidator.file_changed(handle.ino)
@@ -521,10 +585,8 @@ class CephOperations(pyfuse3.Operations):
         cred = self._cred(ctx)
         self._name_changed(parent_inode, name)
         handle, stx, fh = await self._ceph.create(
-            self._inodes.handle(parent_inode), name, mode, flags, cred)
+            await self._handle(parent_inode), name, mode, flags, cred)
         entry = await self._made(parent_inode, name, handle, stx)
-        # A new file has no file capabilities; the kernel asks before its first write.
-        self._xattrs.set(entry.st_ino, {CAPABILITY_XATTR: None})
         of = await self._open_file(entry.st_ino, fh, flags)
         return await self._new_file(of, unchanged=False), entry
 
@@ -550,7 +612,7 @@ class CephOperations(pyfuse3.Operations):
 
     async def _revalidate(self, of: OpenFile) -> None:
         """Ask libcephfs whether the file moved on; drop what we cached of it if it did."""
-        stx = await self._ceph.getattr(self._inodes.handle(of.fuse_ino), ROOT)
+        stx = await self._ceph.getattr(await self._handle(of.fuse_ino), ROOT)
         self._fresh_attrs(of.fuse_ino, stx)
 
     @ceph_errors
@@ -630,7 +692,7 @@ class CephOperations(pyfuse3.Operations):
 
     @ceph_errors
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
-        handle = await self._ceph.opendir(self._inodes.handle(inode), self._cred(ctx))
+        handle = await self._ceph.opendir(await self._handle(inode), self._cred(ctx))
         fh = self._handles.allocate(handle.ino, 0, HandleKind.DIRECTORY)
         self._dirs[fh] = handle
         return fh
@@ -640,25 +702,58 @@ class CephOperations(pyfuse3.Operations):
         if handle is None:
             record = self._record(fh, HandleKind.DIRECTORY)
             fuse_ino = self._inodes.to_fuse(record.ceph_ino)
-            handle = await self._ceph.opendir(await self._known_inode(fuse_ino), ROOT)
+            handle = await self._ceph.opendir(await self._handle(fuse_ino), ROOT)
             self._dirs[fh] = handle
             self.reopened_handles += 1
         return handle
 
     @ceph_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        """Reply from `start_id` on; offsets are libcephfs's own, stable across calls."""
+        """Reply from `start_id` on; offsets are libcephfs's own, stable across calls.
+
+        pyfuse3 answers with READDIRPLUS: the kernel counts a lookup of every entry
+        it accepts, so the table counts one too, with the reference each entry of
+        the batch carries; the references of entries not sent are put. `.` and
+        `..` come first, as on ceph-fuse, and carry none (the kernel counts none).
+        """
         handle = await self._dir(fh)
         offset = start_id
         while True:
-            batch = await self._ceph.readdir_batch(handle, offset, READDIR_BATCH)
+            batch = await self._ceph.readdir_batch(handle, offset, READDIR_BATCH,
+                                                   want_inodes=True, dots=True)
             if not batch:
                 return
-            for item in batch:
-                entry = self._entry(self._inodes.to_fuse(item.stat.ino), item.stat)
-                if not pyfuse3.readdir_reply(token, item.name, entry, item.offset):
-                    return
-                offset = item.offset
+            sent = 0
+            try:
+                for item in batch:
+                    if not self._reply_entry(token, item):
+                        return
+                    sent += 1
+                    offset = item.offset
+            finally:
+                for item in batch[sent:]:
+                    if item.inode is not None:
+                        await self._ceph.put(item.inode)
+
+    def _reply_entry(self, token: pyfuse3.ReaddirToken, item: DirEntry) -> bool:
+        """Send one entry; count the kernel's lookup of it. False when the reply is full.
+
+        A listing is an open of every entry it shows (close-to-open for `ls -l`):
+        its attributes are what the MDS put in its readdir reply, which lacks what
+        writers on other nodes have not reported yet, so the kernel gets them
+        already expired and its stat of the entry comes to `getattr`, which asks
+        libcephfs (answered from its caps, or the MDS, which recalls the writers'
+        sizes) rather than our cache. ceph-fuse's listings give no attributes.
+        """
+        fuse_ino = self._inodes.to_fuse(item.stat.ino)
+        entry = self._entry(fuse_ino, item.stat)
+        entry.attr_timeout = 0
+        if not pyfuse3.readdir_reply(token, item.name, entry, item.offset):
+            return False
+        self._attrs.drop(fuse_ino)
+        if item.inode is not None:
+            self._count_lookup(item.inode)
+        return True
 
     @ceph_errors
     async def releasedir(self, fh: int) -> None:
@@ -667,8 +762,15 @@ class CephOperations(pyfuse3.Operations):
         if handle is not None:
             await self._ceph.releasedir(handle)
 
+    @ceph_errors
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        """Directory operations are synchronous with the MDS: nothing is left to flush."""
+        """Wait until the MDS has made this node's changes of the directory durable.
+
+        The MDS answers a create, rename or unlink before its journal holds it;
+        the write-temp, rename, fsync-directory pattern needs this to wait for it.
+        """
+        handle = await self._handle(self._inodes.to_fuse((await self._dir(fh)).ino))
+        await self._ceph.sync_inode(handle, datasync)
 
     @ceph_errors
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
@@ -685,8 +787,8 @@ class CephOperations(pyfuse3.Operations):
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if name == STATS_XATTR and inode == pyfuse3.ROOT_INODE:
             return json.dumps(self.stats()).encode()
-        if not name.startswith(SHARED_XATTR_PREFIXES):
-            return await self._ceph.getxattr(self._inodes.handle(inode), name, self._cred(ctx))
+        if not name.startswith(SHARED_XATTR_PREFIXES) or name == CAPABILITY_XATTR:
+            return await self._ceph.getxattr(await self._handle(inode), name, self._cred(ctx))
         known = self._xattrs.get(inode)
         if known is not None and name in known:
             self.blocks.stats.xattr_hits += 1
@@ -705,7 +807,7 @@ class CephOperations(pyfuse3.Operations):
                            ctx: pyfuse3.RequestContext) -> bytes | None:
         """An xattr's value, None when the inode has none of that name."""
         try:
-            return await self._ceph.getxattr(self._inodes.handle(inode), name, self._cred(ctx))
+            return await self._ceph.getxattr(await self._handle(inode), name, self._cred(ctx))
         except CephError as exc:
             if exc.errno == errno.ENODATA:
                 return None
@@ -716,17 +818,17 @@ class CephOperations(pyfuse3.Operations):
                        ctx: pyfuse3.RequestContext) -> None:
         self._writable()
         self._changed_here(inode)
-        await self._ceph.setxattr(self._inodes.handle(inode), name, value, self._cred(ctx))
+        await self._ceph.setxattr(await self._handle(inode), name, value, self._cred(ctx))
 
     @ceph_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        return await self._ceph.listxattr(self._inodes.handle(inode), self._cred(ctx))
+        return await self._ceph.listxattr(await self._handle(inode), self._cred(ctx))
 
     @ceph_errors
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         self._writable()
         self._changed_here(inode)
-        await self._ceph.removexattr(self._inodes.handle(inode), name, self._cred(ctx))
+        await self._ceph.removexattr(await self._handle(inode), name, self._cred(ctx))
 
     # -- teardown ----------------------------------------------------------------------
 

@@ -601,3 +601,18 @@ async def test_async_client(client_env: ClientEnv) -> None:
         await aclient.rmdir(root, name, ROOT)
         await aclient.put(root)
         assert aclient.limiter.total_tokens == 4
+
+
+def test_sync_inode_waits_for_a_directorys_changes(client: CephClient,
+                                                   work: tuple[Inode, bytes]) -> None:
+    directory, _ = work
+    made, _ = client.mkdir(directory, b"sub", 0o755, ROOT)
+    client.put(made)
+    client.sync_inode(directory)
+    client.sync_inode(directory, datasync=True)
+    handle = client.opendir(directory, ROOT)
+    try:
+        names = [e.name for e in client.readdir(handle, dots=True)]
+    finally:
+        client.releasedir(handle)
+    assert names[:2] == [b".", b".."] and b"sub" in names

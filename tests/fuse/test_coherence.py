@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import mmap
 import os
 import subprocess
 import sys
@@ -336,3 +337,93 @@ def test_cache_stays_within_its_limit(nodes: dict[str, Node], shared: str) -> No
     # (ours and libcephfs's own object cache) and some slack for buffers.
     grown = rss_bytes(small.pid()) - rss_before
     assert grown < stats["cache_limit"] + LIBCEPHFS_OBJECT_CACHE + (32 << 20), grown
+
+
+def test_no_stale_handle_after_a_listing_of_another_nodes_directories(
+        nodes: dict[str, Node], shared: str) -> None:
+    """A plain `ls` hands the kernel every entry (READDIRPLUS); each stays usable."""
+    a, b = nodes["a"].root / shared, nodes["b"].root / shared
+    for trial in range(10):
+        (b / f"sub{trial}").mkdir()
+        assert f"sub{trial}" in os.listdir(a)  # plain `ls`: no lookup of sub
+        os.symlink("target", a / f"sub{trial}" / "link")
+        assert os.readlink(b / f"sub{trial}" / "link") == "target"
+
+
+def test_no_stale_handle_after_listing_an_outside_writers_directory(
+        nodes: dict[str, Node], shared: str, outside: cephfs.LibCephFS) -> None:
+    a = nodes["a"].root / shared
+    for trial in range(10):
+        outside.mkdir(f"/{shared}/out{trial}".encode(), 0o755)
+        assert f"out{trial}" in os.listdir(a)
+        os.symlink("file", a / f"out{trial}" / "link")
+        (a / f"out{trial}" / "file").write_bytes(b"x")
+        assert (a / f"out{trial}" / "link").read_bytes() == b"x"
+
+
+def listed_sizes(directory: Path) -> dict[str, int]:
+    """What `ls -l` shows: a listing, then an lstat of each entry."""
+    return {name: os.lstat(directory / name).st_size for name in os.listdir(directory)}
+
+
+def test_a_listing_shows_sizes_written_and_closed_on_another_node(
+        nodes: dict[str, Node], shared: str) -> None:
+    """Close-to-open for listings: `ls -l`, `du`, log collectors polling a directory."""
+    a, b = nodes["a"].root / shared, nodes["b"].root / shared
+    for trial in range(3):
+        listed_sizes(a)  # A polls the directory (and caches what it saw)
+        expected = {f"f{i}": 100 * trial + i + 1 for i in range(20)}
+        for name, size in expected.items():
+            (b / name).write_bytes(b"x" * size)
+        assert listed_sizes(a) == expected, f"trial {trial}"
+
+
+# struct vfs_cap_data, revision 2: CAP_NET_BIND_SERVICE (10) permitted, effective.
+FILE_CAPABILITY = (0x02000000 | 1).to_bytes(4, "little") + (1 << 10).to_bytes(4, "little") \
+    + bytes(12)
+
+
+def test_a_write_strips_capabilities_set_on_another_node(nodes: dict[str, Node],
+                                                         shared: str) -> None:
+    """The kernel asks for security.capability before each write, to strip it.
+
+    A writer that keeps the file open must strip capabilities set on another node
+    since its last write, as on ceph-fuse: a stale "none" would let anyone who
+    may write a file change a privileged program and keep its privileges.
+    """
+    here, there = nodes["a"].root / shared / "prog", nodes["b"].root / shared / "prog"
+    here.write_bytes(b"#!/bin/true\n")
+    fd = os.open(here, os.O_WRONLY)
+    try:
+        for trial in range(5):
+            os.pwrite(fd, b"#", 0)  # A learns the file has no capabilities
+            os.setxattr(there, "security.capability", FILE_CAPABILITY)
+            os.pwrite(fd, b"#", 0)
+            with pytest.raises(OSError) as absent:
+                os.getxattr(there, "security.capability")
+            assert absent.value.errno == errno.ENODATA, f"trial {trial}: not stripped"
+    finally:
+        os.close(fd)
+
+
+def mmap_round_trip(path: Path, flags: int, prot: int) -> bytes:
+    """Map a file, change it through the map if shared, and read back with read(2)."""
+    path.write_bytes(b"a" * 8192)
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 8192, flags=flags, prot=prot) as mapped:
+        if flags == mmap.MAP_SHARED:
+            mapped[4096:4100] = b"bbbb"
+            mapped.flush()
+        assert mapped[:4] == b"aaaa"
+    return path.read_bytes()[4096:4100]
+
+
+def test_mmap_in_every_mode(nodes: dict[str, Node], shared: str) -> None:
+    """Programs map files: shared maps through the page cache, private ones in strict mode.
+
+    Strict mode bypasses the page cache (direct_io), and the kernel refuses a
+    MAP_SHARED map of such a file with ENODEV: docs/cache-and-coherence.md says so.
+    """
+    shared_map = (mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    private_map = (mmap.MAP_PRIVATE, mmap.PROT_READ)
+    assert mmap_round_trip(nodes["a"].root / shared / "m", *shared_map) == b"bbbb"
+    assert mmap_round_trip(nodes["strict"].root / shared / "p", *private_map) == b"aaaa"

@@ -76,3 +76,28 @@ def test_writing_past_the_quota_gives_edquot(workdir: Path) -> None:
     # Nothing else broke: the mount still takes writes within the quota.
     (workdir / "small").write_bytes(b"fine")
     assert (workdir / "small").read_bytes() == b"fine"
+
+
+def test_ftruncate_goes_by_the_open_descriptor(workdir: Path) -> None:
+    """pjdfstest ftruncate/00.t: a file created with mode 0 and opened for writing."""
+    workdir.chmod(0o777)
+    path = workdir / "mode0"
+    code = (f"fd = os.open({str(path)!r}, os.O_CREAT | os.O_RDWR, 0)\n"
+            "    os.ftruncate(fd, 1234)\n"
+            "    assert os.fstat(fd).st_size == 1234")
+    assert errno_of(code) == "ok"
+    assert path.stat().st_size == 1234
+    assert errno_of(f"os.truncate({str(path)!r}, 0)") == "EACCES"  # no descriptor
+
+
+def test_utime_now_needs_write_access_not_ownership(workdir: Path) -> None:
+    """pjdfstest utimensat/06.t: UTIME_NOW by a writer who does not own the file."""
+    path = workdir / "shared-file"
+    path.write_bytes(b"x")
+    path.chmod(0o666)
+    os.utime(path, ns=(10**18, 10**18))
+    assert errno_of(f"os.utime({str(path)!r})") == "ok"  # both times now
+    assert path.stat().st_mtime_ns > 10**18
+    assert errno_of(f"os.utime({str(path)!r}, ns=(10**9, 10**9))") == "EPERM"
+    path.chmod(0o644)
+    assert errno_of(f"os.utime({str(path)!r})") == "EACCES"

@@ -10,6 +10,7 @@ import errno
 import hashlib
 import os
 import stat
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -202,8 +203,35 @@ def large_directory(r: Recorder) -> None:
     r.step("list rest", lambda: sorted(os.listdir(r.base)) == names[1::2])
 
 
+def _ls_a(path: str) -> list[tuple[str, bool]]:
+    """`ls -ai` of a directory: each name and whether `.` and `..` are the right inodes."""
+    out = subprocess.run(["ls", "-a1i", path], capture_output=True, text=True, timeout=30,
+                         check=True).stdout.split()
+    parent = os.stat(os.path.dirname(path)).st_ino
+    names = dict(zip(out[1::2], map(int, out[::2]), strict=True))
+    return [(name, {".": os.stat(path).st_ino, "..": parent}.get(name, ino) == ino)
+            for name, ino in names.items()]
+
+
+def dots_and_directory_sync(r: Recorder) -> None:
+    r.step("mkdir", lambda: os.mkdir(r.path("d")))
+    r.step("create", lambda: write_file(r.path("d/f"), b"data"))
+    r.step("ls -a", lambda: _ls_a(r.path("d")))
+    r.step("fsync dir", lambda: _fsync_dir(r.path("d")))
+
+
+def _fsync_dir(path: str) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+        return 0
+    finally:
+        os.close(fd)
+
+
 SCENARIOS = [files_and_dirs, links_and_renames, sizes_and_sparse_files, modes_owners_times,
-             extended_attributes, large_file_by_digest, large_directory]
+             extended_attributes, large_file_by_digest, large_directory,
+             dots_and_directory_sync]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)

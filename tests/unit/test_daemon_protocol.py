@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import msgspec
@@ -43,10 +44,8 @@ def test_any_bytes_decode_or_are_refused(data: bytes) -> None:
 @given(st.dictionaries(st.sampled_from(["op", "volume", "target", "read_only", "key",
                                         "version", "force", "extra"]), json_values))
 def test_any_json_object_decodes_or_is_refused(fields: dict[str, object]) -> None:
-    try:
+    with contextlib.suppress(ProtocolError):
         decode_request(json.dumps(fields).encode())
-    except ProtocolError:
-        pass
 
 
 @pytest.mark.parametrize("change", [

@@ -72,3 +72,15 @@ def test_a_new_hard_link_counts_a_lookup_without_a_new_reference() -> None:
     assert table.forget(7, 1) is kept
     with pytest.raises(pyfuse3.FUSEError):
         table.count_lookup(7)
+
+
+def test_an_adopted_inode_serves_until_the_kernels_forget() -> None:
+    table = InodeTable(Handle(ROOT_CEPH_INO, 0))
+    found = Handle(9, 1)
+    assert table.adopt(found) == (found, None)
+    again = Handle(9, 2)
+    assert table.adopt(again) == (found, again)  # one reference kept, the other to put
+    assert table.handle(9) is found
+    assert table.forget(9, 3) is found  # however many lookups the kernel forgets
+    with pytest.raises(pyfuse3.FUSEError):
+        table.handle(9)
