@@ -30,6 +30,8 @@ from cephmount.daemon.protocol import (
 
 log = logging.getLogger("cephmount.daemon")
 REQUEST_TIMEOUT = 10.0
+DRAIN_TIMEOUT = 1.0
+DRAIN_CHUNKS = 256
 _UCRED = struct.Struct("3i")
 
 Handler = Callable[[Request], Awaitable[Reply]]
@@ -57,6 +59,14 @@ async def _read_request(conn: trio.socket.SocketType) -> bytes:
             if len(data) > MAX_REQUEST:
                 raise ProtocolError(f"request larger than {MAX_REQUEST} bytes", "too-large")
     return data.split(b"\n", 1)[0]
+
+
+async def _drain(conn: trio.socket.SocketType) -> None:
+    """Read what the client still sends (bounded), so that it gets the reply, not a reset."""
+    with trio.move_on_after(DRAIN_TIMEOUT):
+        for _ in range(DRAIN_CHUNKS):
+            if not await conn.recv(1 << 16):
+                return
 
 
 class ControlServer:
@@ -105,13 +115,15 @@ class ControlServer:
             with contextlib.suppress(OSError):
                 while data:
                     data = data[await conn.send(data):]
+                await _drain(conn)
 
     async def _reply(self, conn: trio.socket.SocketType) -> Reply:
-        if peer_uid(conn) != 0:
-            return Reply(ok=False, error="permission denied: only root may use this socket",
-                         code="forbidden")
         try:
-            return await self._handler(decode_request(await _read_request(conn)))
+            data = await _read_request(conn)
+            if peer_uid(conn) != 0:
+                return Reply(ok=False, error="permission denied: only root may use this socket",
+                             code="forbidden")
+            return await self._handler(decode_request(data))
         except ProtocolError as exc:
             return Reply(ok=False, error=str(exc), code=exc.code)
         except trio.TooSlowError:

@@ -1,0 +1,390 @@
+"""The node daemon on the real cluster: volumes, targets, restarts, the control socket."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cephmount.daemon import client as daemon_client
+from cephmount.devcluster import ClientEnv
+from cephmount.host import mountinfo
+from tests.conftest import mounted_client
+from tests.daemon.conftest import DaemonProcess, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.fuse]
+
+
+def fuse_mounts_of(daemon: DaemonProcess) -> list[str]:
+    """The daemon's own FUSE mounts (staging), not its targets."""
+    staging = str(daemon.state_dir / "mounts")
+    return [entry.mountpoint for entry in mountinfo.mounts()
+            if entry.mountpoint.startswith(staging) and entry.fs_type == "fuse.cephmount"]
+
+
+def make_dirs(env: ClientEnv, names: list[str]) -> None:
+    """Directories in the subvolume, made by an outside client."""
+    from cephmount.ceph.structs import ROOT
+
+    with mounted_client(env) as client:
+        root = client.root()
+        for name in names:
+            try:
+                inode, _ = client.mkdir(root, name.encode(), 0o755, ROOT)
+                client.put(inode)
+            except OSError:
+                pass  # made by an earlier run on this cluster
+        client.put(root)
+
+
+def test_ten_volumes_twenty_targets(daemon: DaemonProcess, target_dir: Path,
+                                    client_env: ClientEnv) -> None:
+    names = [f"vol{n}" for n in range(10)]
+    make_dirs(client_env, names)
+    for name in names:
+        for side in "ab":
+            (target_dir / f"{name}-{side}").mkdir()
+            daemon.mount(target_dir / f"{name}-{side}", f"{client_env.subvolume_path}/{name}")
+        (target_dir / f"{name}-a" / "marker").write_text(name)
+        assert (target_dir / f"{name}-b" / "marker").read_text() == name
+    listed = daemon.mounts()
+    assert len(listed) == 10
+    assert len(fuse_mounts_of(daemon)) == 10
+    assert sorted(len(info.targets) for info in listed) == [2] * 10
+    assert {info.source.rsplit("/", 1)[1] for info in listed} == set(names)
+    status = daemon.status()
+    assert status.daemon is not None and status.daemon.pid == daemon.pid
+    for info in status.mounts or []:
+        assert info.state == "serving" and info.worker_pid > 0
+        assert info.stats is not None and info.stats["ops"]
+    for name in names:
+        daemon.call(daemon_client.Unmount(str(target_dir / f"{name}-a")))
+        assert (target_dir / f"{name}-b" / "marker").read_text() == name
+        daemon.call(daemon_client.Unmount(str(target_dir / f"{name}-b")))
+        assert not mountinfo.is_mountpoint(target_dir / f"{name}-b")
+    assert fuse_mounts_of(daemon) == []
+    assert daemon.mounts() == []
+
+
+def test_concurrent_mounts_of_one_volume_share_one_fuse_mount(
+        daemon: DaemonProcess, target_dir: Path) -> None:
+    targets = [target_dir / "one", target_dir / "two"]
+    for target in targets:
+        target.mkdir()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        infos = list(pool.map(daemon.mount, targets))
+    assert infos[0].mount_id == infos[1].mount_id
+    assert len(fuse_mounts_of(daemon)) == 1
+    (listed,) = daemon.mounts()
+    assert sorted(t.path for t in listed.targets) == sorted(map(str, targets))
+
+
+def test_read_only_target_of_a_read_write_volume(daemon: DaemonProcess,
+                                                 target_dir: Path) -> None:
+    writable, readonly = target_dir / "rw", target_dir / "ro"
+    writable.mkdir()
+    readonly.mkdir()
+    daemon.mount(writable)
+    daemon.mount(readonly, read_only=True)
+    (writable / "shared.txt").write_text("from rw")
+    assert (readonly / "shared.txt").read_text() == "from rw"
+    with pytest.raises(OSError) as refused:
+        (readonly / "other.txt").write_text("no")
+    assert refused.value.errno == 30  # EROFS
+    assert mountinfo.mounted_at(readonly)[-1].read_only
+    assert not mountinfo.mounted_at(writable)[-1].read_only
+
+
+def test_mounting_a_target_again_is_idempotent(daemon: DaemonProcess,
+                                               target_dir: Path) -> None:
+    target = target_dir / "again"
+    target.mkdir()
+    first = daemon.mount(target)
+    second = daemon.mount(target)
+    assert first.mount_id == second.mount_id
+    assert len(mountinfo.mounted_at(target)) == 1
+
+
+def test_busy_target_is_reported_not_forced(daemon: DaemonProcess, target_dir: Path) -> None:
+    target = target_dir / "busy"
+    target.mkdir()
+    daemon.mount(target)
+    holder = subprocess.Popen(["sleep", "60"], cwd=target)
+    try:
+        with pytest.raises(daemon_client.DaemonError) as busy:
+            daemon.call(daemon_client.Unmount(str(target)))
+        assert busy.value.code == "busy"
+        assert mountinfo.is_mountpoint(target)
+        daemon.call(daemon_client.Unmount(str(target), force=True))
+        assert not mountinfo.is_mountpoint(target)
+    finally:
+        holder.kill()
+        holder.wait()
+    wait_for(lambda: not fuse_mounts_of(daemon), what="the staging mount to go")
+
+
+def test_bad_mounts_leave_nothing(daemon: DaemonProcess, target_dir: Path,
+                                  client_env: ClientEnv) -> None:
+    target = target_dir / "bad"
+    target.mkdir()
+    with pytest.raises(daemon_client.DaemonError) as missing:
+        daemon.mount(target, f"{client_env.subvolume_path}/no-such-dir", timeout=10)
+    assert missing.value.code == "mount-failed"
+    assert "does not exist" in str(missing.value)
+    with pytest.raises(daemon_client.DaemonError) as no_target:
+        daemon.mount(target_dir / "nowhere")
+    assert no_target.value.code == "no-target"
+    assert not mountinfo.is_mountpoint(target)
+    assert fuse_mounts_of(daemon) == []
+    assert daemon.mounts() == []
+    assert list((daemon.state_dir / "mounts").iterdir()) == []
+    daemon.expected_errors.append("does not exist")
+
+
+WRITER = r"""
+import os, sys, time
+path, seconds = sys.argv[1], float(sys.argv[2])
+block = lambda i: (b"%08d" % i) * 512
+deadline = time.monotonic() + seconds
+i = 0
+with open(path, "wb", buffering=0) as f:
+    while time.monotonic() < deadline:
+        f.write(block(i)); os.fsync(f.fileno()); i += 1
+        time.sleep(0.002)
+data = open(path, "rb").read()
+bad = [n for n in range(i) if data[n * 4096:(n + 1) * 4096] != block(n)]
+print(i, len(bad), len(data))
+sys.exit(1 if bad or len(data) != i * 4096 else 0)
+"""
+
+
+def test_daemon_sigkill_leaves_mounts_serving(daemon: DaemonProcess, target_dir: Path) -> None:
+    target = target_dir / "work"
+    target.mkdir()
+    info = daemon.mount(target)
+    workload = subprocess.Popen([sys.executable, "-c", WRITER, str(target / "data"), "6"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    daemon.stop(signal.SIGKILL)
+    out, err = workload.communicate(timeout=60)
+    assert workload.returncode == 0, (out, err)
+    assert int(out.split()[0]) > 10
+    daemon.start()
+    (listed,) = daemon.mounts()
+    assert listed.mount_id == info.mount_id
+    assert listed.worker_pid == info.worker_pid
+    assert listed.state == "serving" and listed.takeovers == 1
+    assert [t.path for t in listed.targets] == [str(target)]
+    daemon.call(daemon_client.Unmount(str(target)))
+    assert fuse_mounts_of(daemon) == []
+    assert not os.path.exists(f"/proc/{info.worker_pid}") or _is_zombie(info.worker_pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return True
+
+
+def test_daemon_sigterm_leaves_mounts_serving(daemon: DaemonProcess, target_dir: Path) -> None:
+    target = target_dir / "stay"
+    target.mkdir()
+    daemon.mount(target)
+    daemon.stop(signal.SIGTERM)
+    assert not os.path.exists(daemon.socket)
+    (target / "after-sigterm").write_text("still here")
+    assert (target / "after-sigterm").read_text() == "still here"
+    daemon.start()
+    assert [info.state for info in daemon.mounts()] == ["serving"]
+
+
+READER_WRITER = r"""
+import os, sys, time
+target, seconds = sys.argv[1], float(sys.argv[2])
+block = lambda i: (b"%08d" % i) * 512
+synced, errors, gaps = 0, [], []
+with open(os.path.join(target, "fixed"), "rb") as fixed:
+    expected = fixed.read()
+    writer = open(os.path.join(target, "log"), "wb", buffering=0)
+    reader = open(os.path.join(target, "fixed"), "rb")
+    deadline, last = time.monotonic() + seconds, time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            writer.seek(synced * 4096)
+            writer.write(block(synced))
+            os.fsync(writer.fileno())
+            synced += 1
+            reader.seek(0)
+            assert reader.read() == expected
+        except OSError as exc:
+            errors.append(exc.errno)
+        now = time.monotonic()
+        gaps.append(now - last)
+        last = now
+    writer.close()
+data = open(os.path.join(target, "log"), "rb").read()
+intact = all(data[n * 4096:(n + 1) * 4096] == block(n) for n in range(synced))
+print(synced, max(gaps), intact, errors)
+"""
+
+
+def test_worker_sigkill_is_invisible_to_open_files(daemon: DaemonProcess,
+                                                   target_dir: Path) -> None:
+    target = target_dir / "survive"
+    target.mkdir()
+    info = daemon.mount(target)
+    (target / "fixed").write_bytes(os.urandom(1 << 20))
+    with open(target / "fixed", "rb") as synced:
+        os.fsync(synced.fileno())
+    workload = subprocess.Popen([sys.executable, "-c", READER_WRITER, str(target), "8"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    os.kill(info.worker_pid, signal.SIGKILL)
+    out, err = workload.communicate(timeout=90)
+    assert workload.returncode == 0, err
+    synced, max_gap, intact, errors = out.strip().split(maxsplit=3)
+    assert intact == "True"
+    assert float(max_gap) < 5.0
+    # Every write was fsynced before the next one: a kill between a write and its
+    # fsync is reported once as EIO (errno 5), never silently lost.
+    assert errors in ("[]", "[5]")
+    (listed,) = daemon.mounts()
+    assert listed.restarts == 1 and listed.worker_pid != info.worker_pid
+    assert (target / "fixed").read_bytes() == (target / "fixed").read_bytes()
+    daemon.expected_errors.append("replacement")
+
+
+def test_unsynced_writes_of_a_dead_worker_are_reported(daemon: DaemonProcess,
+                                                       target_dir: Path) -> None:
+    target = target_dir / "unsynced"
+    target.mkdir()
+    info = daemon.mount(target)
+    with open(target / "file", "wb", buffering=0) as file:
+        file.write(b"written, never synced")
+        os.kill(info.worker_pid, signal.SIGKILL)
+        wait_for(lambda: daemon.mounts()[0].restarts == 1, what="a replacement worker")
+        with pytest.raises(OSError) as reported:
+            os.fsync(file.fileno())
+        assert reported.value.errno == 5
+        file.write(b" and more")
+        os.fsync(file.fileno())
+
+
+def test_replaced_worker_resets_the_dead_session(daemon: DaemonProcess, target_dir: Path,
+                                                 client_env: ClientEnv) -> None:
+    """Another client waits for no timeout of the dead worker's session (about a minute)."""
+    target = target_dir / "caps"
+    target.mkdir()
+    info = daemon.mount(target)
+    held = open(target / "held", "wb", buffering=0)  # noqa: SIM115
+    held.write(b"x" * 4096)
+    os.kill(info.worker_pid, signal.SIGKILL)
+    wait_for(lambda: daemon.mounts()[0].restarts == 1, what="a replacement worker")
+    from cephmount.ceph.structs import ROOT
+
+    started = time.monotonic()
+    with mounted_client(client_env) as other:
+        root = other.root()
+        inode, _ = other.lookup(root, b"held", ROOT)
+        fh = other.open(inode, os.O_WRONLY, ROOT)
+        other.write(fh, 0, b"y")
+        other.fsync(fh)
+        other.release(fh)
+        other.put(inode)
+        other.put(root)
+    assert time.monotonic() - started < 20
+    with pytest.raises(OSError) as reported:  # its write died unsynced with the worker
+        held.close()
+    assert reported.value.errno == 5
+
+
+def test_socket_is_roots_alone(daemon: DaemonProcess) -> None:
+    assert stat.S_IMODE(os.stat(daemon.socket).st_mode) == 0o600
+    os.chmod(daemon.socket, 0o666)  # even when opened up, the peer's uid is checked
+    probe = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "s.connect(sys.argv[1])\n"
+        "s.sendall(b'{\"op\":\"list\"}\\n')\n"
+        "s.shutdown(socket.SHUT_WR)\n"
+        "print(s.recv(4096).decode())\n")
+    result = subprocess.run([sys.executable, "-c", probe, daemon.socket],
+                            capture_output=True, text=True, timeout=30, user=65534,
+                            group=65534, extra_groups=[], check=False)
+    assert result.returncode == 0, result.stderr
+    assert '"code":"forbidden"' in result.stdout
+
+
+def test_bad_requests_change_nothing_and_others_are_served(daemon: DaemonProcess,
+                                                           target_dir: Path) -> None:
+    target = target_dir / "kept"
+    target.mkdir()
+    daemon.mount(target)
+    before = daemon.mounts()
+    silent = socket.socket(socket.AF_UNIX)
+    silent.connect(daemon.socket)  # a client that never sends: holds up no one
+    try:
+        for payload in (b"not json\n", b'{"op":"mount"}\n', b'{"op":"erase"}\n',
+                        b" " * (70 << 10) + b"\n", b'{"op":"unmount","target":"/x/../y"}\n',
+                        b"\xff\xfe\n", b"[]\n"):
+            reply = raw_call(daemon.socket, payload)
+            assert reply.ok is False and reply.error
+        assert daemon.mounts() == before
+        assert (target / ".").exists()
+    finally:
+        silent.close()
+
+
+def raw_call(path: str, payload: bytes) -> daemon_client.Reply:
+    import msgspec
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(30)
+        sock.connect(path)
+        try:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+        except BrokenPipeError:
+            pass  # the daemon stopped reading an oversized request and answered
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return msgspec.json.decode(data, type=daemon_client.Reply)
+
+
+def test_metrics_parse_and_move_with_a_workload(daemon: DaemonProcess,
+                                                target_dir: Path) -> None:
+    target = target_dir / "metered"
+    target.mkdir()
+    info = daemon.mount(target)
+
+    def sample(name: str, op: str | None = None) -> float:
+        text = urllib.request.urlopen(daemon.metrics_url(), timeout=10).read().decode()
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == name and s.labels.get("mount") == info.mount_id and (
+                        op is None or s.labels.get("op") == op):
+                    total += s.value
+        return total
+
+    assert sample("cephmount_daemon_up") == 0  # not per mount: no mount label
+    assert sample("cephmount_mount_up") == 1
+    written_before = sample("cephmount_written_bytes_total")
+    writes_before = sample("cephmount_ops_total", "write")
+    (target / "metered.bin").write_bytes(b"m" * (1 << 20))
+    (target / "metered.bin").read_bytes()
+    assert sample("cephmount_written_bytes_total") >= written_before + (1 << 20)
+    assert sample("cephmount_ops_total", "write") > writes_before
+    assert sample("cephmount_op_latency_seconds_count", "write") > 0
