@@ -256,7 +256,7 @@ class CephOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, direct_io=direct_io, keep_cache=keep)
 
     async def _open_file(self, fuse_ino: int, handle: FileHandle, flags: int) -> OpenFile:
-        if not self._policy.cache_data:
+        if not self.blocks.capacity:  # strict mode, or cache_size=0: no data cache
             return OpenFile(handle, fuse_ino, flags, block_size=0)
         block_size = self._block_sizes.get(handle.ino)
         if block_size is None:

@@ -45,7 +45,7 @@ def nodes(client_env: ClientEnv, mount_root: Path) -> Iterator[dict[str, Node]]:
     made: dict[str, Node] = {}
     try:
         for name, extra in (("a", ""), ("b", ""), ("c", ""), ("strict", "coherence=strict"),
-                            ("small", "cache_size=32M")):
+                            ("small", "cache_size=32M"), ("nocache", "cache_size=0")):
             mountpoint = mount_root / f"coherence-{name}"
             mountpoint.mkdir()
             mount_cephmount(client_env, mountpoint, extra)
@@ -336,3 +336,21 @@ def test_cache_stays_within_its_limit(nodes: dict[str, Node], shared: str) -> No
     # (ours and libcephfs's own object cache) and some slack for buffers.
     grown = rss_bytes(small.pid()) - rss_before
     assert grown < stats["cache_limit"] + LIBCEPHFS_OBJECT_CACHE + (32 << 20), grown
+
+
+def test_cache_size_zero_reads_straight_from_libcephfs(nodes: dict[str, Node],
+                                                       shared: str) -> None:
+    """cache_size=0 keeps no data blocks and fetches none: reads go to libcephfs as they are."""
+    data = os.urandom(6 << 20)
+    (nodes["a"].root / shared / "f").write_bytes(data)
+    nocache = nodes["nocache"]
+    before = nocache.stats()
+    with open(nocache.root / shared / "f", "rb") as f:
+        f.seek(5000)
+        assert f.read(100_000) == data[5000:105_000]
+        f.seek(0)
+        assert f.read() == data
+    after = nocache.stats()
+    assert after["cache_limit"] == after["cache_bytes"] == 0
+    assert after["bytes_fetched"] == before["bytes_fetched"]
+    assert after["misses"] == before["misses"]
