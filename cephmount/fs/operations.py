@@ -114,10 +114,11 @@ class CephOperations(pyfuse3.Operations):
         self._files: dict[int, OpenFile] = {}
         self._open_for_writing: Counter[int] = Counter()  # ceph inode -> open handles
         self._dirs: dict[int, DirHandle] = {}
-        self.blocks = BlockCache(cache_bytes if self._policy.cache_data else 0)
+        self._changes = ChangeTracker(self._policy.revalidate_after)
+        self.blocks = BlockCache(cache_bytes if self._policy.cache_data else 0,
+                                 on_forgotten=self._changes.forget)
         self._attrs: ExpiringMap[StatX] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
-        self._changes = ChangeTracker(self._policy.revalidate_after)
         self._reader = CachedReader(ceph, self.blocks)
         self._append_locks: dict[int, trio.Lock] = {}
         self._block_sizes: LRUCache[int, int] = LRUCache(maxsize=ATTR_CACHE_ENTRIES)
@@ -139,7 +140,11 @@ class CephOperations(pyfuse3.Operations):
         counters = self.blocks.stats.as_dict()
         counters.update(cache_bytes=self.blocks.size, cache_limit=self.blocks.capacity,
                         kernel_notifications=self.invalidator.kernel_notifications,
-                        inodes=len(self._inodes), open_files=len(self._files))
+                        inodes=len(self._inodes), open_files=len(self._files),
+                        tracked_inodes=len(self._changes),
+                        generations=self.blocks.tracked_inodes,
+                        append_locks=len(self._append_locks),
+                        block_sizes=len(self._block_sizes))
         return counters
 
     # -- helpers -----------------------------------------------------------------------
@@ -170,6 +175,8 @@ class CephOperations(pyfuse3.Operations):
         fuse_ino, surplus = self._inodes.add_lookup(handle)
         if surplus is not None:
             await self._ceph.put(surplus)
+        else:
+            self.blocks.remember(handle.ino)
         self._names.set((parent, name), fuse_ino)
         return self._fresh_attrs(fuse_ino, stx)
 
@@ -302,7 +309,17 @@ class CephOperations(pyfuse3.Operations):
         for fuse_ino, nlookup in inode_list:
             handle = self._inodes.forget(fuse_ino, nlookup)
             if handle is not None:
+                self._forgotten(handle.ino)
                 await self._ceph.put(handle)
+
+    def _forgotten(self, ino: int) -> None:
+        """The kernel holds `ino` no more: trim what is kept per inode, so that a
+        long-lived mount stays flat (docs/cache-and-coherence.md, "Bounded")."""
+        self._block_sizes.pop(ino, None)
+        lock = self._append_locks.get(ino)
+        if lock is not None and not lock.locked():  # one in use stays with its holder
+            del self._append_locks[ino]
+        self.blocks.forget(ino)
 
     @ceph_errors
     async def getattr(self, inode: int,
