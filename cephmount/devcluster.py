@@ -138,6 +138,26 @@ class DevCluster:
         self._stop_daemons()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def restart_daemon(self, name: str, timeout: float = READY_TIMEOUT) -> None:
+        """Kill one daemon (`mds.a`, `osd.0`, ...) as a crash would and start it again.
+
+        Returns once the cluster is ready again: HEALTH_OK, every PG active+clean and
+        the MDS active, so whoever comes next finds the cluster as it was.
+        """
+        pid = self._owned_pid(name)
+        if pid is None:
+            raise DevClusterError(f"{name} is not running in {self.dir}")
+        deadline = time.monotonic() + timeout
+        with self._admin(timeout=15) as admin:
+            before = _incarnation(admin, name)
+            _signal(pid, signal.SIGKILL)
+            _wait_gone(pid, str(self.conf))
+            self._start(name)
+            self._wait(deadline, f"{name} to come back",
+                       lambda: _incarnation(admin, name) not in (None, before))
+            self._wait(deadline, "an active MDS", lambda: _mds_active(admin))
+            self._wait(deadline, "HEALTH_OK", lambda: _health_ok(admin))
+
     def running_daemons(self) -> dict[str, int]:
         """Daemons whose pid file names a live process started with our conf."""
         alive = {}
@@ -407,6 +427,21 @@ def _mds_active(admin: AdminClient) -> bool:
     return any(info.get("state") == "up:active"
                for fs in dump.get("filesystems", [])
                for info in fs["mdsmap"]["info"].values())
+
+
+def _incarnation(admin: AdminClient, name: str) -> int | None:
+    """Which start of daemon `name` the cluster runs with, once it is up and in:
+    the active MDS's gid, an OSD's up_from epoch; None while it is not."""
+    kind, daemon_id = name.split(".", 1)
+    if kind == "mds":
+        return next((info["gid"] for fs in admin.mon("fs dump").get("filesystems", [])
+                     for info in fs["mdsmap"]["info"].values()
+                     if info.get("name") == daemon_id and info.get("state") == "up:active"),
+                    None)
+    if kind == "osd":
+        return next((osd["up_from"] for osd in admin.mon("osd dump")["osds"]
+                     if str(osd["osd"]) == daemon_id and osd["up"]), None)
+    raise DevClusterError(f"cannot tell when {name} is back: only mds and osd daemons")
 
 
 def _answers(admin: AdminClient, prefix: str, **args: object) -> bool:

@@ -13,6 +13,9 @@ from typing import Any
 
 import rados
 
+from cephmount.ceph import preflight
+from cephmount.ceph.errors import CephError
+
 
 class CephAdminError(Exception):
     """A mon/mgr command failed; `errno` is the positive error number."""
@@ -43,9 +46,18 @@ class AdminClient:
             conf["key"] = key
         self._timeout = timeout
         try:
+            preflight.readable(conf_path, "conf")
             self._cluster = rados.Rados(conffile=conf_path, name=name, conf=conf)
+        except CephError as exc:
+            raise CephAdminError(str(exc), exc.errno or errno.EIO) from None
         except rados.Error as exc:
             raise CephAdminError(f"cannot read {conf_path}: {exc}", errno.EINVAL) from exc
+        try:
+            if "cephx" in self._cluster.conf_get("auth_client_required"):
+                preflight.check_keyring(self._cluster.conf_get("keyring"), name)
+        except CephError as exc:
+            self._cluster.shutdown()
+            raise CephAdminError(str(exc), exc.errno or errno.EIO) from None
         try:
             self._cluster.connect(timeout=int(timeout))
         except rados.Error as exc:

@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from cephmount.ceph import _libcephfs as c
+from cephmount.ceph import preflight
 from cephmount.ceph._callbacks import CallbackSet, DentryInvalidate, InodeInvalidate, InodeRelease
 from cephmount.ceph._libcephfs import ffi, lib
 from cephmount.ceph._perms import UserPermCache
@@ -159,6 +160,7 @@ class CephClient:
         admin_socket: str | None = None,
         perm_cache_size: int = 128,
     ) -> None:
+        preflight.readable(conf_path, "conf")
         out = ffi.new("struct ceph_mount_info **")
         check(lib.ceph_create(out, client_id.encode()), "create", f"client.{client_id}")
         self._cmount: Any = out[0]
@@ -169,16 +171,18 @@ class CephClient:
         self._callbacks: list[CallbackSet] = []
         self._read_buffers = threading.local()
         self._appends = _InodeMutexes()
+        self._settings = dict(options or {})
+        if keyring is not None:
+            self._settings["keyring"] = keyring
         try:
             check(lib.ceph_conf_read_file(self._cmount, conf_path.encode()), "conf_read_file",
                   conf_path)
-            settings = dict(options or {})
-            if keyring is not None:
-                settings["keyring"] = keyring
-            if admin_socket is not None:
-                settings["admin_socket"] = admin_socket
-            for option, value in settings.items():
+            for option, value in self._settings.items():
                 self.conf_set(option, value)
+            if admin_socket is not None:
+                self.conf_set("admin_socket", admin_socket)
+            if "cephx" in self.conf_get("auth_client_required"):
+                preflight.check_keyring(self.conf_get("keyring"), f"client.{client_id}")
         except BaseException:
             self.close()
             raise
@@ -226,8 +230,43 @@ class CephClient:
 
     def _mount_step(self, op: str, ret: int, root: str, timeout_s: float) -> None:
         if ret < 0:
-            who = f"client.{self._client_id}"
-            raise CephError(-ret, op, _mount_hint(op, -ret, who, root, timeout_s))
+            raise CephError(-ret, op, self._mount_hint(op, -ret, root, timeout_s))
+
+    def _mount_hint(self, op: str, err: int, root: str, timeout_s: float) -> str:
+        """Why init (which authenticates) or mount most likely failed."""
+        who = f"client.{self._client_id}"
+        if err == errno.ETIMEDOUT:
+            if op == "init":
+                return f"no answer from the monitors in {timeout_s:g} s: check mon_host"
+            return f"no answer from the MDS in {timeout_s:g} s"
+        if err == errno.EACCES:
+            return (f"the monitors refused the key of {who} from {self.conf_get('keyring')}: "
+                    "wrong key?")
+        if err == errno.EPERM:
+            return f"the caps of {who} do not allow mounting {root}"
+        if err == errno.ENOENT and op == "init":
+            return f"no keyring for {who} at {self.conf_get('keyring')}"
+        if err == errno.ENOENT:
+            name = self.conf_get("client_fs")
+            fs = f"filesystem {name!r}" if name else "default filesystem"
+            if root == "/" or not self._filesystem_exists(timeout_s):
+                return f"no {fs} in the cluster"
+            return f"{root} does not exist in the {fs}"
+        return f"mounting {root} as {who}"
+
+    def _filesystem_exists(self, timeout_s: float) -> bool:
+        """Whether the filesystem named by `client_fs` exists, by mounting "/" of it.
+
+        libcephfs answers ENOENT both for a missing filesystem and for a missing
+        path; "/" always exists, so only a missing filesystem fails that way there
+        (a client confined to a subtree gets EPERM).
+        """
+        with CephClient(self._conf_path, self._client_id, options=self._settings) as probe:
+            try:
+                probe.mount("/", timeout_s)
+            except CephError as exc:
+                return exc.errno != errno.ENOENT
+        return True
 
     def unmount(self) -> None:
         """Wait for calls in flight, then unmount; a no-op when not mounted."""
@@ -753,20 +792,6 @@ class CephClient:
             ll_refs=sum(i["ll_ref"] for i in inodes),
             open_files=sum(m["refs"] for i in inodes for m in i.get("open_by_mode", ())),
         )
-
-
-def _mount_hint(op: str, err: int, who: str, root: str, timeout_s: float) -> str:
-    """Why init (which authenticates) or mount most likely failed."""
-    hints = {
-        errno.ETIMEDOUT: (
-            f"no answer from the monitors in {timeout_s:g} s: check mon_host" if op == "init"
-            else f"no answer from the MDS in {timeout_s:g} s"
-        ),
-        errno.EACCES: f"authentication as {who} failed: wrong key?",
-        errno.EPERM: f"the caps of {who} do not allow mounting {root}",
-        errno.ENOENT: f"no keyring for {who}" if op == "init" else f"{root} does not exist",
-    }
-    return hints.get(err, f"mounting {root} as {who}")
 
 
 def _set_time(ts: Any, value: TimeArg, bit: int, now_bit: int) -> int:

@@ -3,14 +3,16 @@
 Blocks are keyed by inode and block offset; a block never straddles two RADOS
 objects (its size divides the file's object size), so one block is one object
 read. The block cache is shared by the trio thread (reads) and the invalidation
-thread (libcephfs callbacks), hence its lock. Each inode has a generation that
-every invalidation bumps: a block fetched under an older generation is not
-stored, so a callback racing a read cannot leave stale data behind.
-See docs/cache-and-coherence.md.
+thread (libcephfs callbacks), hence its lock. Each inode read has a generation
+that every invalidation moves: a block fetched under an older generation is not
+stored, so a callback racing a read cannot leave stale data behind. Generations
+come from one counter and are never reused, so what the cache keeps of an inode
+can go once the kernel forgets it. See docs/cache-and-coherence.md.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -67,13 +69,19 @@ class _CountingLRU(LRUCache[BlockKey, bytes]):
 class BlockCache:
     """File data blocks, LRU, never more than `capacity` bytes of data."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int,
+                 on_forgotten: Callable[[int], None] = lambda ino: None) -> None:
+        """`on_forgotten(ino)` is called, under the cache's lock, once a forgotten inode
+        has no block left here: what else is kept of it may go too."""
         self.capacity = capacity
         self.stats = CacheStats()
         self._lock = threading.Lock()
         self._blocks = _CountingLRU(capacity, self._evicted)
         self._by_ino: dict[int, set[int]] = {}
         self._generations: dict[int, int] = {}
+        self._next_generation = itertools.count(1)
+        self._forgotten: set[int] = set()  # forgotten by the kernel, blocks still here
+        self._on_forgotten = on_forgotten
         self._unused_readahead: set[BlockKey] = set()
 
     @property
@@ -92,9 +100,19 @@ class BlockCache:
             self._blocks = resized
             self.capacity = capacity
 
-    def generation(self, ino: int) -> int:
+    @property
+    def tracked_inodes(self) -> int:
+        """Inodes the cache keeps a generation of."""
         with self._lock:
-            return self._generations.get(ino, 0)
+            return len(self._generations)
+
+    def generation(self, ino: int) -> int:
+        """The generation to fetch a block of `ino` under, and to hand to `put`."""
+        with self._lock:
+            generation = self._generations.get(ino)
+            if generation is None:
+                generation = self._generations[ino] = next(self._next_generation)
+            return generation
 
     def get(self, ino: int, offset: int) -> bytes | None:
         with self._lock:
@@ -117,7 +135,7 @@ class BlockCache:
         """Store a block fetched under `generation`; refuse it if the inode changed since."""
         with self._lock:
             self.stats.bytes_fetched += len(data)
-            if self._generations.get(ino, 0) != generation or len(data) > self.capacity:
+            if self._generations.get(ino) != generation or len(data) > self.capacity:
                 return False
             self._blocks[(ino, offset)] = data
             self._by_ino.setdefault(ino, set()).add(offset)
@@ -132,11 +150,12 @@ class BlockCache:
     def invalidate(self, ino: int) -> None:
         """Drop every block of `ino` and refuse blocks fetched before now."""
         with self._lock:
-            self._generations[ino] = self._generations.get(ino, 0) + 1
+            self._move_generation(ino)
             self.stats.invalidations += 1
             for offset in self._by_ino.pop(ino, ()):
                 self._blocks.pop((ino, offset), None)
                 self._forget_readahead((ino, offset))
+            self._trim_if_forgotten(ino)
 
     def drop_range(self, ino: int, start: int, end: int, block_size: int) -> None:
         """A local write changed [start, end): drop the blocks it touches.
@@ -146,12 +165,45 @@ class BlockCache:
         the write cannot store what it read.
         """
         with self._lock:
-            self._generations[ino] = self._generations.get(ino, 0) + 1
+            self._move_generation(ino)
             offsets = self._by_ino.get(ino, set())
             for offset in [o for o in offsets if o < end and o + block_size > start]:
                 self._blocks.pop((ino, offset), None)
                 offsets.discard(offset)
                 self._forget_readahead((ino, offset))
+            if not offsets:
+                self._by_ino.pop(ino, None)
+                self._trim_if_forgotten(ino)
+
+    def forget(self, ino: int) -> None:
+        """The kernel forgot `ino`: drop what is kept of it once no block of it is left.
+
+        Blocks stay (a file read again after the kernel dropped its inode is served
+        from here); so must the record the change check compares with, until the LRU
+        or an invalidation takes the last block.
+        """
+        with self._lock:
+            self._forgotten.add(ino)
+            if ino not in self._by_ino:
+                self._trim_if_forgotten(ino)
+
+    def remember(self, ino: int) -> None:
+        """The kernel looked `ino` up again: keep what is kept of it."""
+        with self._lock:
+            self._forgotten.discard(ino)
+
+    def _move_generation(self, ino: int) -> None:
+        """Refuse blocks fetched before now. An inode without a generation has no
+        fetch in flight whose block `put` would take: it stays without one."""
+        if ino in self._generations:
+            self._generations[ino] = next(self._next_generation)
+
+    def _trim_if_forgotten(self, ino: int) -> None:
+        """Called under the lock when `ino` has no block left."""
+        if ino in self._forgotten:
+            self._forgotten.discard(ino)
+            self._generations.pop(ino, None)
+            self._on_forgotten(ino)
 
     def _evicted(self, key: BlockKey) -> None:
         """Called under the lock by the LRU when it drops `key` for room."""
@@ -161,6 +213,7 @@ class BlockCache:
             offsets.discard(key[1])
             if not offsets:
                 del self._by_ino[key[0]]
+                self._trim_if_forgotten(key[0])
         self._forget_readahead(key)
 
     def _forget_readahead(self, key: BlockKey) -> None:

@@ -88,7 +88,11 @@ class ChangeTracker:
         return seen.size if seen else None
 
     def forget(self, ino: int) -> None:
+        """Nothing cached of `ino` is left to check: drop its record (any thread)."""
         self._seen.pop(ino, None)
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 class Invalidator:

@@ -156,10 +156,11 @@ class CephOperations(pyfuse3.Operations):
         self._files: dict[int, OpenFile] = {}
         self._open_for_writing: Counter[int] = Counter()  # ceph inode -> open handles
         self._dirs: dict[int, DirHandle] = {}
-        self.blocks = BlockCache(cache_bytes if self._policy.cache_data else 0)
+        self._changes = ChangeTracker(self._policy.revalidate_after)
+        self.blocks = BlockCache(cache_bytes if self._policy.cache_data else 0,
+                                 on_forgotten=self._changes.forget)
         self._attrs: ExpiringMap[StatX] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
-        self._changes = ChangeTracker(self._policy.revalidate_after)
         self._reader = CachedReader(ceph, self.blocks)
         self._append_locks: dict[int, trio.Lock] = {}
         self._block_sizes: LRUCache[int, int] = LRUCache(maxsize=ATTR_CACHE_ENTRIES)
@@ -188,7 +189,11 @@ class CephOperations(pyfuse3.Operations):
         counters.update(cache_bytes=self.blocks.size, cache_limit=self.blocks.capacity,
                         kernel_notifications=self.invalidator.kernel_notifications,
                         inodes=len(self._inodes), open_handles=self._handles.in_use(),
-                        reopened_handles=self.reopened_handles)
+                        reopened_handles=self.reopened_handles,
+                        tracked_inodes=len(self._changes),
+                        generations=self.blocks.tracked_inodes,
+                        append_locks=len(self._append_locks),
+                        block_sizes=len(self._block_sizes))
         return counters
 
     # -- helpers -----------------------------------------------------------------------
@@ -225,6 +230,8 @@ class CephOperations(pyfuse3.Operations):
         fuse_ino, surplus = self._inodes.add_lookup(handle)
         if surplus is not None:
             self._ceph.sync.put(surplus)  # memory only: the table holds a reference
+        else:
+            self.blocks.remember(handle.ino)
         return fuse_ino
 
     @overload
@@ -353,7 +360,7 @@ class CephOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, direct_io=direct_io, keep_cache=keep)
 
     async def _open_file(self, fuse_ino: int, handle: FileHandle, flags: int) -> OpenFile:
-        if not self._policy.cache_data:
+        if not self.blocks.capacity:  # strict mode, or cache_size=0: no data cache
             return OpenFile(handle, fuse_ino, flags, block_size=0)
         block_size = self._block_sizes.get(handle.ino)
         if block_size is None:
@@ -399,7 +406,17 @@ class CephOperations(pyfuse3.Operations):
         for fuse_ino, nlookup in inode_list:
             handle = self._inodes.forget(fuse_ino, nlookup)
             if handle is not None:
+                self._forgotten(handle.ino)
                 await self._ceph.put(handle)
+
+    def _forgotten(self, ino: int) -> None:
+        """The kernel holds `ino` no more: trim what is kept per inode, so that a
+        long-lived mount stays flat (docs/cache-and-coherence.md, "Bounded")."""
+        self._block_sizes.pop(ino, None)
+        lock = self._append_locks.get(ino)
+        if lock is not None and not lock.locked():  # one in use stays with its holder
+            del self._append_locks[ino]
+        self.blocks.forget(ino)
 
     @ceph_errors
     async def getattr(self, inode: int,

@@ -8,6 +8,7 @@ Secrets are never accepted here: a key lives in a keyring file.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -17,12 +18,19 @@ DEFAULT_CLIENT_ID = "admin"
 DEFAULT_SUBVOLUME_GROUP = "_nogroup"
 DEFAULT_CACHE_BYTES = 256 << 20
 DEFAULT_MOUNT_TIMEOUT = 30.0
+# The smallest cache that holds one block (fs/cache.py MAX_BLOCK); 0 means no data cache.
+MIN_CACHE_BYTES = 1 << 20
+# A mount that waits longer than this for the cluster is better told it failed.
+MAX_MOUNT_TIMEOUT = 3600.0
+# libcephfs and rados take whole seconds: anything shorter would mean "wait forever".
+MIN_MOUNT_TIMEOUT = 1.0
 
 _NAME = r"[A-Za-z0-9_.-]+"
-_SOURCE = re.compile(rf"^(?:(?P<id>{_NAME})@)?(?P<fs>{_NAME}):(?P<what>.+)$")
-_SUBVOLUME = re.compile(rf"^(?:(?P<group>{_NAME})/)?(?P<name>{_NAME})$")
-_SIZE = re.compile(r"^(?P<number>\d+)(?P<unit>[KMG]?)i?B?$", re.IGNORECASE)
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+_SOURCE = re.compile(rf"(?:(?P<id>{_NAME})@)?(?P<fs>{_NAME}):(?P<what>[^\x00-\x1f\x7f]+)")
+_SUBVOLUME = re.compile(rf"(?:(?P<group>{_NAME})/)?(?P<name>{_NAME})")
+_CLIENT_ID = re.compile(_NAME)
+_SIZE = re.compile(r"(?P<number>[0-9]{1,19})(?P<unit>[KMGT]?)i?B?", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 class MountOptionError(ValueError):
@@ -63,7 +71,8 @@ class MountOptions:
 
 
 def parse_source(text: str, client_id: str | None = None) -> Source:
-    match = _SOURCE.match(text)
+    _utf8("source", text)
+    match = _SOURCE.fullmatch(text)
     if not match:
         raise MountOptionError(
             f"source {text!r} is not [ID@]FSNAME:/PATH or [ID@]FSNAME:[GROUP/]SUBVOLUME")
@@ -73,7 +82,7 @@ def parse_source(text: str, client_id: str | None = None) -> Source:
     what = match["what"]
     if what.startswith("/"):
         return Source(who, match["fs"], path=os.path.normpath(what).replace("//", "/"))
-    sub = _SUBVOLUME.match(what)
+    sub = _SUBVOLUME.fullmatch(what)
     if not sub:
         raise MountOptionError(f"{what!r} is neither an absolute path nor [GROUP/]SUBVOLUME")
     return Source(who, match["fs"], group=sub["group"] or DEFAULT_SUBVOLUME_GROUP,
@@ -81,10 +90,34 @@ def parse_source(text: str, client_id: str | None = None) -> Source:
 
 
 def parse_size(text: str) -> int:
-    match = _SIZE.match(text.strip())
+    match = _SIZE.fullmatch(text.strip())
     if not match:
-        raise MountOptionError(f"size {text!r} is not a number with an optional K, M or G")
+        raise MountOptionError(f"size {text!r} is not a number with an optional K, M, G or T")
     return int(match["number"]) * _UNITS[match["unit"].upper()]
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _cache_size(value: str) -> int:
+    """cache_size: 0 (no data cache) or from one block up to half the machine's memory.
+
+    Half, because the process holds libcephfs's own caches and buffers besides ours
+    and the node runs pods: a cache the size of the memory would end in the OOM killer.
+    """
+    value = value.strip()
+    size = parse_size(value)
+    limit = physical_memory() // 2
+    if 0 < size < MIN_CACHE_BYTES:
+        raise MountOptionError(
+            f"cache_size={value} is below one block (1M): use 0 for no data cache, or 1M or more")
+    if size > limit:
+        raise MountOptionError(
+            f"cache_size={value} is more than half of this machine's memory "
+            f"({limit >> 20}M of {physical_memory() >> 20}M)")
+    return size
 
 
 def _split(option_text: str) -> dict[str, str | None]:
@@ -103,6 +136,7 @@ def _flag(key: str, value: str | None) -> bool:
 
 def parse_options(option_text: str) -> tuple[MountOptions, str | None]:
     """Parse `-o a,b=c`; return the options and the client id they name, if any."""
+    _utf8("-o", option_text)
     values: dict[str, object] = {}
     client_id = None
     for key, value in _split(option_text).items():
@@ -111,9 +145,9 @@ def parse_options(option_text: str) -> tuple[MountOptions, str | None]:
                 f"option {key}= is refused: a secret on a command line is visible to every "
                 "user; put the key in a keyring file and use keyring=PATH")
         if key == "id":
-            client_id = _required(key, value)
+            client_id = _client_id(_required(key, value))
         elif key in {"conf", "keyring"}:
-            values[key] = _required(key, value)
+            values[key] = _path(key, _required(key, value))
         elif key in {"ro", "rw"}:
             values["read_only"] = _flag(key, value) and key == "ro"
         elif key in {"allow_other", "noallow_other"}:
@@ -123,9 +157,9 @@ def parse_options(option_text: str) -> tuple[MountOptions, str | None]:
         elif key == "coherence":
             values["coherence"] = _coherence(_required(key, value))
         elif key == "cache_size":
-            values["cache_bytes"] = parse_size(_required(key, value))
+            values["cache_bytes"] = _cache_size(_required(key, value))
         elif key == "timeout":
-            values["timeout"] = _positive_float(key, _required(key, value))
+            values["timeout"] = _timeout(_required(key, value))
         else:
             raise MountOptionError(f"unknown option {key!r}")
     return MountOptions(**values), client_id  # type: ignore[arg-type]
@@ -142,14 +176,37 @@ def _coherence(value: str) -> Coherence:
         return Coherence(value)
     except ValueError:
         choices = ", ".join(mode.value for mode in Coherence)
-        raise MountOptionError(f"coherence={value}: choose one of {choices}") from None
+        raise MountOptionError(f"coherence={value!r}: choose one of {choices}") from None
 
 
-def _positive_float(key: str, value: str) -> float:
+def _utf8(what: str, text: str) -> None:
+    """Refuse text that is not UTF-8 (undecodable bytes from argv): libcephfs takes UTF-8."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise MountOptionError(f"{what} {text!r} is not valid UTF-8") from None
+
+
+def _client_id(value: str) -> str:
+    if not _CLIENT_ID.fullmatch(value):
+        raise MountOptionError(f"id={value!r}: a client id is letters, digits, '_', '.' or '-'")
+    return value
+
+
+def _path(key: str, value: str) -> str:
+    if "\0" in value:
+        raise MountOptionError(f"option {key}= holds a NUL byte")
+    return value
+
+
+def _timeout(value: str) -> float:
+    """Seconds to wait for the cluster: a finite number in [1, 3600]."""
     try:
         number = float(value)
     except ValueError:
-        number = -1.0
-    if number <= 0:
-        raise MountOptionError(f"option {key}={value} must be a positive number of seconds")
+        number = math.nan
+    if not MIN_MOUNT_TIMEOUT <= number <= MAX_MOUNT_TIMEOUT:
+        raise MountOptionError(
+            f"timeout={value!r} must be a number of seconds from {MIN_MOUNT_TIMEOUT:g} "
+            f"to {MAX_MOUNT_TIMEOUT:g}")
     return number

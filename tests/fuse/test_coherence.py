@@ -46,7 +46,7 @@ def nodes(client_env: ClientEnv, mount_root: Path) -> Iterator[dict[str, Node]]:
     made: dict[str, Node] = {}
     try:
         for name, extra in (("a", ""), ("b", ""), ("c", ""), ("strict", "coherence=strict"),
-                            ("small", "cache_size=32M")):
+                            ("small", "cache_size=32M"), ("nocache", "cache_size=0")):
             mountpoint = mount_root / f"coherence-{name}"
             mountpoint.mkdir()
             mount_cephmount(client_env, mountpoint, extra)
@@ -427,3 +427,21 @@ def test_mmap_in_every_mode(nodes: dict[str, Node], shared: str) -> None:
     private_map = (mmap.MAP_PRIVATE, mmap.PROT_READ)
     assert mmap_round_trip(nodes["a"].root / shared / "m", *shared_map) == b"bbbb"
     assert mmap_round_trip(nodes["strict"].root / shared / "p", *private_map) == b"aaaa"
+
+
+def test_cache_size_zero_reads_straight_from_libcephfs(nodes: dict[str, Node],
+                                                       shared: str) -> None:
+    """cache_size=0 keeps no data blocks and fetches none: reads go to libcephfs as they are."""
+    data = os.urandom(6 << 20)
+    (nodes["a"].root / shared / "f").write_bytes(data)
+    nocache = nodes["nocache"]
+    before = nocache.stats()
+    with open(nocache.root / shared / "f", "rb") as f:
+        f.seek(5000)
+        assert f.read(100_000) == data[5000:105_000]
+        f.seek(0)
+        assert f.read() == data
+    after = nocache.stats()
+    assert after["cache_limit"] == after["cache_bytes"] == 0
+    assert after["bytes_fetched"] == before["bytes_fetched"]
+    assert after["misses"] == before["misses"]

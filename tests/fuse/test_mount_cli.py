@@ -5,10 +5,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cephfs
@@ -16,6 +20,7 @@ import pytest
 
 from cephmount.devcluster import ClientEnv
 from tests.fuse.conftest import (
+    as_user,
     cephmount_cli,
     client_options,
     is_mounted,
@@ -24,6 +29,8 @@ from tests.fuse.conftest import (
 )
 
 pytestmark = [pytest.mark.fuse, pytest.mark.cluster]
+
+NOBODY = pwd.getpwnam("nobody")
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess[str], mountpoint: Path,
@@ -86,6 +93,78 @@ def test_impossible_mounts_fail_fast_with_one_line(case: str, client_env: Client
 
     assert time.monotonic() - started < 30
     assert_clean_failure(result, mountpoint, "cannot")
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every user may enter (pytest's tmp dirs are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="cm-msg.", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def cephmount_cli_as_nobody(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI run by an unprivileged user, with a state dir of its own."""
+    state.mkdir()
+    os.chown(state, NOBODY.pw_uid, NOBODY.pw_gid)
+    kwargs = as_user(NOBODY.pw_uid, NOBODY.pw_gid)
+    kwargs["env"] = {**kwargs["env"], "XDG_RUNTIME_DIR": str(state)}  # type: ignore[dict-item]
+    return subprocess.run([sys.executable, "-m", "cephmount.cli", *args], capture_output=True,
+                          text=True, timeout=90, check=False, **kwargs)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("conf-unreadable", "read conf {conf}: Permission denied"),
+    ("conf-is-a-directory", "read conf {dir}: Is a directory"),
+    ("keyring-unreadable", "read keyring {keyring}: Permission denied"),
+    ("keyring-of-another-client", "holds no key for client.{id}"),
+    ("keyring-missing", "no keyring for client.{id} at {dir}/absent.keyring"),
+    ("no-such-filesystem", "no filesystem 'nofs' in the cluster"),
+    ("no-such-path", "{path}/not/there does not exist in the filesystem '{fs}'"),
+    ("subvolume-conf-missing", "read conf {dir}/absent.conf: No such file or directory"),
+])
+def test_failures_say_what_is_actually_wrong(case: str, needle: str, client_env: ClientEnv,
+                                             open_dir: Path) -> None:
+    """Each failure names the file or name at fault, not a wrong key or a missing path."""
+    mountpoint = open_dir / "m"
+    mountpoint.mkdir()
+    conf, keyring, client_id = client_env.conf, client_env.keyring, client_env.client_id
+    source = f"{client_env.fs_name}:{client_env.subvolume_path}"
+    as_nobody = case in {"conf-unreadable", "keyring-unreadable"}
+    if case == "keyring-unreadable":  # a copy of the conf nobody may read, the keyring not
+        conf = open_dir / "ceph.conf"
+        shutil.copy(client_env.conf, conf)
+        conf.chmod(0o644)
+        keyring = open_dir / "kube.keyring"
+        shutil.copy(client_env.keyring, keyring)
+        keyring.chmod(0o600)
+    elif case == "conf-is-a-directory":
+        conf = open_dir
+    elif case == "keyring-of-another-client":
+        keyring = open_dir / "other.keyring"
+        keyring.write_text("[client.other]\n\tkey = AQBGxQBlAAAAABAAkq9Bc6vKq1ic2Zrd3Bx6hw==\n")
+    elif case == "keyring-missing":
+        keyring = open_dir / "absent.keyring"
+    elif case == "no-such-filesystem":
+        source = f"nofs:{client_env.subvolume_path}"
+    elif case == "no-such-path":
+        source += "/not/there"
+    elif case == "subvolume-conf-missing":
+        conf, client_id = open_dir / "absent.conf", "admin"
+        keyring = client_env.admin_keyring
+        source = f"{client_env.fs_name}:{client_env.group}/{client_env.subvolume}"
+    options = f"conf={conf},id={client_id},keyring={keyring},timeout=5"
+    args = ("mount", "-o", options, source, str(mountpoint))
+
+    result = (cephmount_cli_as_nobody(open_dir / "state", *args) if as_nobody
+              else cephmount_cli(*args))
+
+    assert_clean_failure(result, mountpoint, needle.format(
+        conf=conf, keyring=keyring, id=client_id, dir=open_dir, fs=client_env.fs_name,
+        path=client_env.subvolume_path))
 
 
 def test_missing_and_busy_mountpoints_are_refused(client_env: ClientEnv,

@@ -35,9 +35,9 @@ def test_never_more_bytes_than_the_limit(puts: list[tuple[int, int, int]]) -> No
 def test_least_recently_used_goes_first_and_is_counted() -> None:
     cache = BlockCache(capacity=300)
     for offset in (0, 100, 200):
-        cache.put(1, offset, bytes(100), 0)
+        cache.put(1, offset, bytes(100), cache.generation(1))
     assert cache.get(1, 0) is not None  # 0 is now the most recent
-    cache.put(1, 300, bytes(100), 0)
+    cache.put(1, 300, bytes(100), cache.generation(1))
 
     assert not cache.contains(1, 100)
     assert cache.contains(1, 0) and cache.contains(1, 200) and cache.contains(1, 300)
@@ -58,8 +58,8 @@ def test_a_block_fetched_before_an_invalidation_is_refused() -> None:
 def test_a_write_drops_only_the_blocks_it_touches() -> None:
     cache = BlockCache(capacity=1 << 20)
     for offset in (0, 4096, 8192):
-        cache.put(3, offset, bytes(4096), 0)
-    cache.put(3, 12288, bytes(10), 0)  # short: the file ended inside this block
+        cache.put(3, offset, bytes(4096), cache.generation(3))
+    cache.put(3, 12288, bytes(10), cache.generation(3))  # short: the file ended in it
 
     cache.drop_range(3, 4096 + 10, 4096 + 20, block_size=4096)
     cache.drop_range(3, 12288 + 500, 12288 + 600, block_size=4096)  # past the old end
@@ -70,8 +70,8 @@ def test_a_write_drops_only_the_blocks_it_touches() -> None:
 
 def test_readahead_counts_used_and_wasted() -> None:
     cache = BlockCache(capacity=1 << 20)
-    cache.put(1, 0, b"a", 0, readahead=True)
-    cache.put(1, 10, b"b", 0, readahead=True)
+    cache.put(1, 0, b"a", cache.generation(1), readahead=True)
+    cache.put(1, 10, b"b", cache.generation(1), readahead=True)
     cache.get(1, 0)
     cache.get(1, 0)
     cache.invalidate(1)
@@ -83,7 +83,7 @@ def test_readahead_counts_used_and_wasted() -> None:
 def test_hits_misses_and_bytes() -> None:
     cache = BlockCache(capacity=1 << 20)
     assert cache.get(1, 0) is None
-    cache.put(1, 0, b"abc", 0)
+    cache.put(1, 0, b"abc", cache.generation(1))
     assert cache.get(1, 0) == b"abc"
     cache.count_served(3)
     assert (cache.stats.hits, cache.stats.misses, cache.stats.bytes_from_cache,

@@ -61,7 +61,14 @@ def test_defaults() -> None:
     ("key=AQD", "keyring file"),
     ("coherence=eventual", "strict, default, relaxed"),
     ("cache_size=lots", "number"),
-    ("timeout=0", "positive"),
+    ("timeout=0", "seconds from 1 to 3600"),
+    ("timeout=nan", "seconds from 1 to 3600"),
+    ("timeout=inf", "seconds from 1 to 3600"),
+    ("timeout=-5", "seconds from 1 to 3600"),
+    ("timeout=1e9", "seconds from 1 to 3600"),
+    ("cache_size=1000000G", "half of this machine's memory"),
+    ("cache_size=4K", "use 0 for no data cache"),
+    ("id=a b", "client id"),
     ("ro=1", "no value"),
     ("conf", "needs a value"),
     ("frobnicate", "unknown option"),
@@ -69,6 +76,10 @@ def test_defaults() -> None:
 def test_bad_options_say_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(MountOptionError, match=message):
         parse_options(text)
+
+
+def test_cache_size_zero_means_no_data_cache() -> None:
+    assert parse_options("cache_size=0")[0].cache_bytes == 0
 
 
 @pytest.mark.parametrize("text, size", [("4096", 4096), ("1K", 1024), ("2MiB", 2 << 20),

@@ -1,0 +1,99 @@
+"""Faults a running workload rides out: an MDS or an OSD killed and started again.
+
+A writer on a cephmount mount writes, fsyncs and reads back files while the daemon
+dies and comes back; it must see no error and every file must verify afterwards.
+The longest stall of one operation is printed (docs/reliability.md records it); no
+bound is asserted on it. Each test returns with the cluster healthy again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from cephmount.devcluster import ClientEnv, DevCluster
+from tests.fuse.conftest import mount_cephmount, scratch_dir, unmount
+
+pytestmark = [pytest.mark.fuse, pytest.mark.cluster]
+
+FILE_BYTES = 256 << 10
+SETTLE_AFTER = 3.0  # seconds of workload after the cluster is ready again
+
+
+@dataclass
+class Workload:
+    """Write, fsync, read back and verify files until stopped; count errors and stalls."""
+
+    directory: Path
+    written: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    longest_stall: float = 0.0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        index = 0
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                self._one(f"f{index}")
+            except OSError as exc:
+                self.errors.append(f"f{index}: {exc}")
+            self.longest_stall = max(self.longest_stall, time.monotonic() - started)
+            index += 1
+
+    def _one(self, name: str) -> None:
+        data = os.urandom(FILE_BYTES)
+        path = self.directory / name
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self.written[name] = hashlib.sha256(data).hexdigest()
+        if path.read_bytes() != data:
+            self.errors.append(f"{name}: read back differs")
+
+    def verify(self) -> list[str]:
+        return [name for name, digest in self.written.items()
+                if hashlib.sha256((self.directory / name).read_bytes()).hexdigest() != digest]
+
+
+@pytest.fixture
+def fault_mount(client_env: ClientEnv, mount_root: Path) -> Iterator[Path]:
+    mountpoint = mount_root / "faults"
+    mountpoint.mkdir(exist_ok=True)
+    mount_cephmount(client_env, mountpoint)
+    try:
+        yield mountpoint
+    finally:
+        unmount(mountpoint)
+
+
+@pytest.mark.parametrize("daemon", ["mds.a", "osd.0"])
+def test_a_daemon_restart_loses_nothing_and_fails_nothing(
+        daemon: str, dev_cluster: DevCluster, fault_mount: Path) -> None:
+    with scratch_dir(fault_mount, "fault") as directory:
+        workload = Workload(directory)
+        writer = threading.Thread(target=workload.run)
+        writer.start()
+        try:
+            time.sleep(1.0)
+            restarted = time.monotonic()
+            dev_cluster.restart_daemon(daemon)
+            ready = time.monotonic() - restarted
+            time.sleep(SETTLE_AFTER)
+        finally:
+            workload.stop.set()
+            writer.join(timeout=300)
+        print(f"{daemon}: ready again after {ready:.1f} s; longest stall "
+              f"{workload.longest_stall:.1f} s; {len(workload.written)} files")
+        assert not writer.is_alive()
+        assert workload.errors == []
+        assert len(workload.written) > 0
+        assert workload.verify() == []
