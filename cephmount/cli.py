@@ -260,6 +260,26 @@ def _dev_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _install_systemd(args: argparse.Namespace) -> int:
+    from cephmount.install import install_systemd
+
+    for line in install_systemd(Path(args.root), enable=not args.no_enable):
+        print(line)
+    return 0
+
+
+def _add_install(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "install-systemd", help="install the daemon's systemd unit and the fstab mount helper",
+        description="Install cephmountd.service (running this cephmount) and "
+        "mount.fuse.cephmount (so /etc/fstab lines of type fuse.cephmount mount), then "
+        "enable and start the daemon when systemd runs.")
+    parser.add_argument("--root", default="/", help="install under this root (default: /)")
+    parser.add_argument("--no-enable", action="store_true",
+                        help="only install the files; do not enable or start the unit")
+    parser.set_defaults(handler=_install_systemd)
+
+
 def _add_dev_cluster(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "dev-cluster", help="a throwaway one-node Ceph cluster on 127.0.0.1",
@@ -280,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_mount_commands(commands)
     _add_daemon(commands)
+    _add_install(commands)
     _add_dev_cluster(commands)
     return parser
 

@@ -101,11 +101,13 @@ def _default_conf() -> str:
 
 
 def connect(source: Source, options: MountOptions, mountpoint: str, *,
-            uuid: str | None = None, key: str | None = None) -> CephClient:
+            uuid: str | None = None, key: str | None = None,
+            admin_socket: str | None = None) -> CephClient:
     """A mounted libcephfs client rooted at the source; a clear MountError otherwise.
 
     `uuid` names the session so that a successor can reset it; `key` is a cephx
-    secret to use instead of a keyring file.
+    secret to use instead of a keyring file; `admin_socket` puts the client's
+    admin socket where its owner removes it.
     """
     root = resolve_root(source, options, key)
     settings = {"client_fs": source.fs_name, "client_metadata": f"mount_point={mountpoint}",
@@ -116,7 +118,8 @@ def connect(source: Source, options: MountOptions, mountpoint: str, *,
         settings["key"] = key
     try:
         client = CephClient(options.conf or _default_conf(), source.client_id,
-                            keyring=options.keyring, options=settings)
+                            keyring=options.keyring, options=settings,
+                            admin_socket=admin_socket)
     except CephError as exc:
         raise MountError(f"cannot set up client.{source.client_id}: {exc}") from None
     try:

@@ -35,6 +35,7 @@ from cephmount.worker.takeover import KernelTakeover
 log = logging.getLogger("cephmount.worker")
 CONTROL_SOCKET = "control.sock"
 HANDLES_FILE = "handles"
+ADMIN_SOCKET = "client.asok"  # libcephfs's, in the mount's dir: it goes with the mount
 
 
 def main(argv: list[str]) -> int:
@@ -77,7 +78,8 @@ def _source(start: WorkerStart) -> tuple[Source, MountOptions]:
 def _connect(start: WorkerStart) -> CephClient:
     source, options = _source(start)
     return fs_mount.connect(source, options, f"cephmount:{start.mount_id}",
-                            uuid=start.session_uuid, key=start.key)
+                            uuid=start.session_uuid, key=start.key,
+                            admin_socket=str(Path(start.directory) / ADMIN_SOCKET))
 
 
 def _serve(start: WorkerStart, client: CephClient, takeover: KernelTakeover,

@@ -40,14 +40,14 @@ class DaemonProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.expected_errors: list[str] = []
 
-    def start(self) -> None:
+    def start(self, *options: str, env: dict[str, str] | None = None) -> None:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "cephmount.cli", "daemon", "--state-dir",
                  str(self.state_dir), "--socket", self.socket, "--metrics-address",
-                 "127.0.0.1:0"],
+                 "127.0.0.1:0", *options],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                env={**os.environ, "CEPH_CONF": str(self.env.conf)})
+                env={**os.environ, "CEPH_CONF": str(self.env.conf), **(env or {})})
         deadline = time.monotonic() + 60
         while not daemon_client.answers(self.socket):
             assert self.process.poll() is None, self.log_path.read_text()
