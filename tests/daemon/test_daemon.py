@@ -388,3 +388,59 @@ def test_metrics_parse_and_move_with_a_workload(daemon: DaemonProcess,
     assert sample("cephmount_written_bytes_total") >= written_before + (1 << 20)
     assert sample("cephmount_ops_total", "write") > writes_before
     assert sample("cephmount_op_latency_seconds_count", "write") > 0
+
+
+def test_a_worker_that_died_with_no_daemon_is_mounted_again(daemon: DaemonProcess,
+                                                           target_dir: Path) -> None:
+    """The fallback: nobody held the connection, so it is gone; mount anew, bind again."""
+    targets = [target_dir / "first", target_dir / "second"]
+    for target in targets:
+        target.mkdir()
+        info = daemon.mount(target, read_only=target.name == "second")
+    with open(targets[0] / "kept", "w") as kept:
+        kept.write("durable")
+        kept.flush()
+        os.fsync(kept.fileno())
+    daemon.stop(signal.SIGKILL)
+    os.kill(info.worker_pid, signal.SIGKILL)
+    wait_for(lambda: _is_zombie(info.worker_pid), what="the worker to die")
+    with pytest.raises(OSError):  # the connection died with its last holder
+        os.listdir(targets[0])
+    daemon.start()
+    (listed,) = daemon.mounts()
+    assert listed.state == "serving" and listed.worker_pid != info.worker_pid
+    assert (targets[0] / "kept").read_text() == "durable"
+    assert (targets[1] / "kept").read_text() == "durable"
+    assert mountinfo.mounted_at(targets[1])[-1].read_only
+    assert len(mountinfo.mounted_at(targets[0])) == 1  # the dead mount is gone, not stacked
+    assert len(fuse_mounts_of(daemon)) == 1
+
+
+@pytest.mark.parametrize("budget_mib", [600])
+def test_memory_budget_is_shared_among_the_workers(daemon: DaemonProcess, target_dir: Path,
+                                                   client_env: ClientEnv,
+                                                   budget_mib: int) -> None:
+    from cephmount.daemon.budget import WORKER_BASE
+
+    daemon.stop()
+    daemon.start("--memory-budget", f"{budget_mib}M")
+    make_dirs(client_env, ["budget0", "budget1"])
+    (target_dir / "b0").mkdir()
+    (target_dir / "b1").mkdir()
+    alone = daemon.mount(target_dir / "b0", f"{client_env.subvolume_path}/budget0")
+    assert alone.cache_share == 256 << 20  # what it asked for: the budget allows it
+    daemon.mount(target_dir / "b1", f"{client_env.subvolume_path}/budget1")
+    each = ((budget_mib << 20) - 2 * WORKER_BASE) // 2
+    shares = {info.mount_id: info for info in daemon.status().mounts or []}
+    assert {info.cache_share for info in shares.values()} == {each}
+    for info in shares.values():
+        assert info.stats is not None and info.stats["cache"]["cache_limit"] == each
+    daemon.call(daemon_client.Unmount(str(target_dir / "b1")))
+    (left,) = daemon.status().mounts or []
+    assert left.cache_share == 256 << 20
+    assert left.stats is not None and left.stats["cache"]["cache_limit"] == 256 << 20
+    with pytest.raises(daemon_client.DaemonError) as refused:
+        daemon.stop()
+        daemon.start("--memory-budget", "200M")
+        daemon.mount(target_dir / "b1", f"{client_env.subvolume_path}/budget1")
+    assert refused.value.code == "no-memory"
