@@ -31,7 +31,7 @@ from cephmount.daemon.protocol import (
     Status,
     Unmount,
 )
-from cephmount.daemon.server import ControlServer
+from cephmount.daemon.server import ControlServer, listen
 from cephmount.daemon.supervisor import Supervisor
 from cephmount.host.statedir import private_dir
 
@@ -92,6 +92,7 @@ def run(config: DaemonConfig) -> int:
 
 
 async def _main(config: DaemonConfig) -> None:
+    listener = await listen(config.socket)  # before anything else: one daemon per socket
     async with trio.open_nursery() as nursery:
         supervisor = Supervisor(config.state_dir, nursery, MemoryBudget(config.memory_budget),
                                 config.default_conf)
@@ -101,7 +102,7 @@ async def _main(config: DaemonConfig) -> None:
             if config.metrics_address:
                 daemon.metrics_url = serve_metrics(
                     config.metrics_address, DaemonCollector(daemon.snapshot, daemon.started))
-            await nursery.start(ControlServer(config.socket, daemon.handle).serve)
+            await nursery.start(ControlServer(config.socket, daemon.handle).serve, listener)
             log.info("cephmount %s serving %s (pid %d, %d mounts, metrics %s)", __version__,
                      config.socket, os.getpid(), len(supervisor.volumes()),
                      daemon.metrics_url or "off")

@@ -69,13 +69,37 @@ async def _drain(conn: trio.socket.SocketType) -> None:
                 return
 
 
+async def listen(path: Path) -> trio.socket.SocketType:
+    """Bind the socket; SocketInUse when another daemon serves it."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    if path.exists():
+        probe = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            await probe.connect(str(path))
+        except OSError:
+            path.unlink()  # left by a daemon that is gone
+        else:
+            raise SocketInUse(f"another daemon serves {path}")
+        finally:
+            probe.close()
+    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    umask = os.umask(0o177)
+    try:
+        await listener.bind(str(path))
+    finally:
+        os.umask(umask)
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    return listener
+
+
 class ControlServer:
     def __init__(self, path: Path, handler: Handler) -> None:
         self.path = path
         self._handler = handler
 
-    async def serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listener = await self._listen()
+    async def serve(self, listener: trio.socket.SocketType,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:
             async with trio.open_nursery() as nursery:
@@ -85,28 +109,6 @@ class ControlServer:
         finally:
             listener.close()
             self.path.unlink(missing_ok=True)
-
-    async def _listen(self) -> trio.socket.SocketType:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        if self.path.exists():
-            probe = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                await probe.connect(str(self.path))
-            except OSError:
-                self.path.unlink()  # left by a daemon that is gone
-            else:
-                raise SocketInUse(f"another daemon serves {self.path}")
-            finally:
-                probe.close()
-        listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        umask = os.umask(0o177)
-        try:
-            await listener.bind(str(self.path))
-        finally:
-            os.umask(umask)
-        os.chmod(self.path, 0o600)
-        listener.listen(64)
-        return listener
 
     async def _serve_one(self, conn: trio.socket.SocketType) -> None:
         with conn:

@@ -444,3 +444,13 @@ def test_memory_budget_is_shared_among_the_workers(daemon: DaemonProcess, target
         daemon.start("--memory-budget", "200M")
         daemon.mount(target_dir / "b1", f"{client_env.subvolume_path}/budget1")
     assert refused.value.code == "no-memory"
+
+
+def test_a_second_daemon_on_the_socket_refuses_to_start(daemon: DaemonProcess) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cephmount.cli", "daemon", "--state-dir",
+         str(daemon.root / "other-state"), "--socket", daemon.socket, "--metrics-address", ""],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"cephmount: another daemon serves {daemon.socket}"
+    assert daemon_client.answers(daemon.socket)
