@@ -127,7 +127,8 @@ def _list(args: argparse.Namespace) -> int:
                              "daemon": True, "volume": info.mount_id})
     for record in fs_mount.list_mounts():
         if record.mountpoint not in daemon_paths:
-            rows.append({**record.__dict__, "state": "serving" if record.pid else "unknown",
+            alive = record.pid > 0 and os.path.exists(f"/proc/{record.pid}")
+            rows.append({**record.__dict__, "state": "serving" if alive else "dead",
                          "daemon": False})
     if args.json:
         print(json.dumps(rows, indent=2))
