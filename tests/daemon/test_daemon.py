@@ -454,3 +454,43 @@ def test_a_second_daemon_on_the_socket_refuses_to_start(daemon: DaemonProcess) -
     assert result.returncode == 1
     assert result.stderr.strip() == f"cephmount: another daemon serves {daemon.socket}"
     assert daemon_client.answers(daemon.socket)
+
+
+def test_random_requests_are_answered_and_change_nothing(daemon: DaemonProcess,
+                                                         target_dir: Path) -> None:
+    """Property: whatever a client sends, one reply comes back and no mount changes."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    target = target_dir / "steady"
+    target.mkdir()
+    daemon.mount(target)
+    before = daemon.mounts()
+    values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+                          lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+                          max_leaves=10)
+    requests = st.fixed_dictionaries(
+        {"op": st.sampled_from(["mount", "unmount", "list", "status", "nuke", ""])},
+        optional={"volume": values, "target": values, "version": values, "force": values,
+                  "key": values, "read_only": values})
+    payloads = st.one_of(requests.map(lambda r: msgspec_json(r) + b"\n"),
+                         st.binary(max_size=200))
+
+    @settings(max_examples=60, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(payloads)
+    def check(payload: bytes) -> None:
+        reply = raw_call(daemon.socket, payload)
+        assert reply.ok in (True, False)
+        if not reply.ok:
+            assert reply.error and reply.code
+
+    check()
+    assert daemon.mounts() == before
+
+
+def msgspec_json(value: object) -> bytes:
+    import msgspec
+
+    return msgspec.json.encode(value)
