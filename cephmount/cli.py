@@ -44,6 +44,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         errors.append(modules["cephmount.ceph.admin"].CephAdminError)
     if "cephmount.devcluster" in modules:
         errors.append(modules["cephmount.devcluster"].DevClusterError)
+    if "cephmount.daemon.policy" in modules:
+        errors.append(modules["cephmount.daemon.policy"].PolicyError)
     return tuple(errors)
 
 
@@ -189,7 +191,7 @@ def _daemon(args: argparse.Namespace) -> int:
 
     budget = parse_size(args.memory_budget) if args.memory_budget else None
     return run(DaemonConfig(Path(args.state_dir), Path(socket), args.metrics_address, budget,
-                            os.environ.get("CEPH_CONF", DEFAULT_CONF)))
+                            os.environ.get("CEPH_CONF", DEFAULT_CONF), Path(args.policy)))
 
 
 def _add_mount_commands(commands: argparse._SubParsersAction) -> None:
@@ -236,6 +238,9 @@ def _add_daemon(commands: argparse._SubParsersAction) -> None:
                         help="HOST:PORT of the Prometheus endpoint ('' for none)")
     parser.add_argument("--memory-budget", metavar="SIZE",
                         help="node-wide memory for all workers (e.g. 4G); caches share it")
+    parser.add_argument("--policy", default="/etc/cephmount/policy.json",
+                        help="which filesystems, paths and users may be mounted "
+                        "(default: %(default)s; no file: no restriction)")
     parser.add_argument("--shutdown-mounts", action="store_true",
                         help="ask the running daemon to unmount everything (node drain)")
     parser.set_defaults(handler=_daemon)
