@@ -28,6 +28,7 @@ from cephmount.fs.options import (
     parse_size,
     parse_source,
 )
+from cephmount.kube import commands as kube_commands
 
 DEFAULT_CONF = "/etc/ceph/ceph.conf"
 
@@ -46,6 +47,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         errors.append(modules["cephmount.devcluster"].DevClusterError)
     if "cephmount.daemon.policy" in modules:
         errors.append(modules["cephmount.daemon.policy"].PolicyError)
+    if "cephmount.kube.volumes" in modules:
+        errors.append(modules["cephmount.kube.volumes"].VolumeError)
     return tuple(errors)
 
 
@@ -286,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mount_commands(commands)
     _add_daemon(commands)
     _add_dev_cluster(commands)
+    kube_commands.add_commands(commands)
     return parser
 
 
