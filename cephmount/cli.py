@@ -28,6 +28,7 @@ from cephmount.fs.options import (
     parse_size,
     parse_source,
 )
+from cephmount.kube import commands as kube_commands
 
 DEFAULT_CONF = "/etc/ceph/ceph.conf"
 
@@ -44,6 +45,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         errors.append(modules["cephmount.ceph.admin"].CephAdminError)
     if "cephmount.devcluster" in modules:
         errors.append(modules["cephmount.devcluster"].DevClusterError)
+    if "cephmount.daemon.policy" in modules:
+        errors.append(modules["cephmount.daemon.policy"].PolicyError)
+    if "cephmount.kube.volumes" in modules:
+        errors.append(modules["cephmount.kube.volumes"].VolumeError)
     return tuple(errors)
 
 
@@ -190,7 +195,7 @@ def _daemon(args: argparse.Namespace) -> int:
 
     budget = parse_size(args.memory_budget) if args.memory_budget else None
     return run(DaemonConfig(Path(args.state_dir), Path(socket), args.metrics_address, budget,
-                            os.environ.get("CEPH_CONF", DEFAULT_CONF)))
+                            os.environ.get("CEPH_CONF", DEFAULT_CONF), Path(args.policy)))
 
 
 def _add_mount_commands(commands: argparse._SubParsersAction) -> None:
@@ -237,6 +242,9 @@ def _add_daemon(commands: argparse._SubParsersAction) -> None:
                         help="HOST:PORT of the Prometheus endpoint ('' for none)")
     parser.add_argument("--memory-budget", metavar="SIZE",
                         help="node-wide memory for all workers (e.g. 4G); caches share it")
+    parser.add_argument("--policy", default="/etc/cephmount/policy.json",
+                        help="which filesystems, paths and users may be mounted "
+                        "(default: %(default)s; no file: no restriction)")
     parser.add_argument("--shutdown-mounts", action="store_true",
                         help="ask the running daemon to unmount everything (node drain)")
     parser.set_defaults(handler=_daemon)
@@ -303,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_daemon(commands)
     _add_install(commands)
     _add_dev_cluster(commands)
+    kube_commands.add_commands(commands)
     return parser
 
 

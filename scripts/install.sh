@@ -41,7 +41,7 @@ stamp="$VENV/.cephmount-installed"
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "install: cephmount and its Python dependencies into $VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test,bench]' 2>&1 \
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test,bench,kube]' 2>&1 \
         | grep -v -e BuildBackendWarning -e '^ ' || true
     echo "$want" > "$stamp"
 fi

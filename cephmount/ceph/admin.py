@@ -102,7 +102,69 @@ class AdminClient:
 
     def subvolume_path(self, fs_name: str, subvolume: str, group: str | None) -> str:
         """The path of a subvolume inside its filesystem, as the mgr reports it."""
-        args = {"vol_name": fs_name, "sub_name": subvolume}
+        return str(self.mgr("fs subvolume getpath",
+                            **_subvolume_args(fs_name, subvolume, group))).strip()
+
+    # -- subvolumes through the mgr's volumes module ------------------------------------
+
+    def subvolume_create(self, fs_name: str, subvolume: str, size: int,
+                         group: str | None) -> None:
+        """A new subvolume with a quota of `size` bytes; EEXIST if it is there already."""
         if group:
-            args["group_name"] = group
-        return str(self.mgr("fs subvolume getpath", **args)).strip()
+            self.mgr("fs subvolumegroup create", vol_name=fs_name, group_name=group)
+        if subvolume in self.subvolume_names(fs_name, group):
+            raise CephAdminError(f"subvolume {_named(subvolume, group)} exists already",
+                                 errno.EEXIST)
+        self.mgr("fs subvolume create", **_subvolume_args(fs_name, subvolume, group),
+                 size=size)
+
+    def subvolume_names(self, fs_name: str, group: str | None) -> list[str]:
+        args = {"vol_name": fs_name, **({"group_name": group} if group else {})}
+        return [entry["name"] for entry in self.mgr("fs subvolume ls", **args) or []]
+
+    def subvolume_info(self, fs_name: str, subvolume: str, group: str | None) -> dict[str, Any]:
+        """What `fs subvolume info` says: `bytes_quota`, `bytes_used`, `path`, ..."""
+        info: dict[str, Any] = self.mgr("fs subvolume info",
+                                        **_subvolume_args(fs_name, subvolume, group))
+        return info
+
+    def subvolume_resize(self, fs_name: str, subvolume: str, size: int,
+                         group: str | None) -> None:
+        self.mgr("fs subvolume resize", **_subvolume_args(fs_name, subvolume, group),
+                 new_size=str(size), no_shrink=False)
+
+    def subvolume_remove(self, fs_name: str, subvolume: str, group: str | None) -> None:
+        self.mgr("fs subvolume rm", **_subvolume_args(fs_name, subvolume, group))
+
+    def subvolume_authorize(self, fs_name: str, subvolume: str, auth_id: str,
+                            group: str | None) -> str:
+        """Create `client.<auth_id>` confined to the subvolume (rw); its key."""
+        self.mgr("fs subvolume authorize", **_subvolume_args(fs_name, subvolume, group),
+                 auth_id=auth_id, access_level="rw")
+        return self.auth_key(auth_id)
+
+    def subvolume_deauthorize(self, fs_name: str, subvolume: str, auth_id: str,
+                              group: str | None) -> None:
+        """Evict the user's sessions on the subvolume and take its access away.
+
+        The mgr removes the user itself when it has no other access left.
+        """
+        args = {**_subvolume_args(fs_name, subvolume, group), "auth_id": auth_id}
+        self.mgr("fs subvolume evict", **args)
+        self.mgr("fs subvolume deauthorize", **args)
+
+    def auth_key(self, auth_id: str) -> str:
+        """The cephx key of `client.<auth_id>`."""
+        answer = self.mon("auth get-key", entity=f"client.{auth_id}")
+        return str(answer["key"] if isinstance(answer, dict) else answer).strip()
+
+
+def _subvolume_args(fs_name: str, subvolume: str, group: str | None) -> dict[str, str]:
+    args = {"vol_name": fs_name, "sub_name": subvolume}
+    if group:
+        args["group_name"] = group
+    return args
+
+
+def _named(subvolume: str, group: str | None) -> str:
+    return f"{group}/{subvolume}" if group else subvolume

@@ -21,6 +21,7 @@ from cephmount import __version__
 from cephmount.daemon import sdnotify
 from cephmount.daemon.budget import MemoryBudget
 from cephmount.daemon.metrics import DaemonCollector, MountSnapshot, serve_metrics
+from cephmount.daemon.policy import DEFAULT_POLICY, Policy, load_policy
 from cephmount.daemon.protocol import (
     DaemonInfo,
     List,
@@ -47,17 +48,21 @@ class DaemonConfig:
     metrics_address: str
     memory_budget: int | None
     default_conf: str
+    policy: Path = Path(DEFAULT_POLICY)
 
 
 class Daemon:
-    def __init__(self, config: DaemonConfig, supervisor: Supervisor) -> None:
+    def __init__(self, config: DaemonConfig, supervisor: Supervisor,
+                 policy: Policy | None = None) -> None:
         self.config = config
         self.supervisor = supervisor
+        self.policy = policy or Policy()
         self.started = time.time()
         self.metrics_url = ""
 
     async def handle(self, request: Request) -> Reply:
         if isinstance(request, Mount):
+            self.policy.check(request.volume)
             return Reply(ok=True, mount=await self.supervisor.mount(request))
         if isinstance(request, Unmount):
             return Reply(ok=True, mount=await self.supervisor.unmount(request))
@@ -87,17 +92,17 @@ def run(config: DaemonConfig) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     private_dir(config.state_dir)
-    trio.run(_main, config)
+    trio.run(_main, config, load_policy(config.policy))
     return 0
 
 
-async def _main(config: DaemonConfig) -> None:
+async def _main(config: DaemonConfig, policy: Policy) -> None:
     listener = await listen(config.socket)  # before anything else: one daemon per socket
     async with trio.open_nursery() as nursery:
         supervisor = Supervisor(config.state_dir, nursery, MemoryBudget(config.memory_budget),
                                 config.default_conf)
         try:
-            daemon = Daemon(config, supervisor)
+            daemon = Daemon(config, supervisor, policy)
             await supervisor.recover()
             if config.metrics_address:
                 daemon.metrics_url = serve_metrics(

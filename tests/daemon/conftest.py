@@ -45,7 +45,7 @@ class DaemonProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "cephmount.cli", "daemon", "--state-dir",
                  str(self.state_dir), "--socket", self.socket, "--metrics-address",
-                 "127.0.0.1:0", *options],
+                 "127.0.0.1:0", "--policy", str(self.root / "policy.json"), *options],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                 env={**os.environ, "CEPH_CONF": str(self.env.conf), **(env or {})})
         deadline = time.monotonic() + 60
@@ -118,10 +118,14 @@ class DaemonProcess:
                 syscalls.unmount_if_mounted(entry.mountpoint, detach=True)
 
 
-@pytest.fixture
-def daemon(client_env: ClientEnv) -> Iterator[DaemonProcess]:
+@contextlib.contextmanager
+def running_daemon(client_env: ClientEnv, policy: str | None = None,
+                   ) -> Iterator[DaemonProcess]:
+    """A daemon of its own; `policy` is its policy file's text (none: no restriction)."""
     root = short_tmpdir("cmd.")
     root.chmod(0o755)
+    if policy is not None:
+        (root / "policy.json").write_text(policy)
     process = DaemonProcess(root, client_env)
     process.start()
     try:
@@ -131,6 +135,12 @@ def daemon(client_env: ClientEnv) -> Iterator[DaemonProcess]:
         errors = process.unexpected_errors()
         shutil.rmtree(root, ignore_errors=True)
     assert not errors, "unexpected errors in the daemon's logs:\n" + "\n".join(errors)
+
+
+@pytest.fixture
+def daemon(client_env: ClientEnv) -> Iterator[DaemonProcess]:
+    with running_daemon(client_env) as process:
+        yield process
 
 
 @pytest.fixture

@@ -201,29 +201,6 @@ def test_subvolume_source_resolved_through_the_mgr(client_env: ClientEnv,
         unmount(mountpoint)
 
 
-def test_flexvolume_driver_mounts_and_unmounts(client_env: ClientEnv, tmp_path: Path) -> None:
-    target = tmp_path / "pod-volume"
-    target.mkdir()
-    options = {"fsName": client_env.fs_name, "path": client_env.subvolume_path,
-               "clientId": client_env.client_id, "conf": str(client_env.conf),
-               "keyring": str(client_env.keyring), "kubernetes.io/readwrite": "rw"}
-    driver = [sys.executable, "-m", "cephmount.flexvolume"]
-
-    mounted = subprocess.run([*driver, "mount", str(target), json.dumps(options)],
-                             capture_output=True, text=True, timeout=90, check=False)
-    try:
-        assert mounted.returncode == 0, mounted.stdout + mounted.stderr
-        assert json.loads(mounted.stdout)["status"] == "Success"
-        (target / "from-a-pod").write_text("pod data")
-        assert (target / "from-a-pod").read_text() == "pod data"
-        (target / "from-a-pod").unlink()
-    finally:
-        unmounted = subprocess.run([*driver, "unmount", str(target)], capture_output=True,
-                                   text=True, timeout=90, check=False)
-    assert json.loads(unmounted.stdout)["status"] == "Success"
-    assert not is_mounted(target)
-
-
 def test_read_only_mount_refuses_writes(client_env: ClientEnv, cephmount_mount: Path,
                                         tmp_path: Path) -> None:
     (cephmount_mount / "ro-check").write_text("present")
