@@ -158,7 +158,8 @@ def _status(args: argparse.Namespace) -> int:
     for info in reply.mounts or []:
         print(f"\nvolume {info.mount_id}: {info.source} ({info.coherence}) {info.state}")
         print(f"  worker pid {info.worker_pid or '-'}, up {_age(info.worker_started)}, "
-              f"restarts {info.restarts}, takeovers {info.takeovers}")
+              f"restarts {info.restarts}, takeovers {info.takeovers}, "
+              f"sessions lost {info.session_losses}")
         for target in info.targets:
             print(f"  target {target.path}{' (read-only)' if target.read_only else ''}")
         print("  " + _usage(info.stats, info.cache_share))

@@ -84,7 +84,7 @@ class Daemon:
     def snapshot(self) -> list[MountSnapshot]:
         return [MountSnapshot(v.mount_id, v.record.volume.describe(), v.directory,
                               v.worker.pid if v.worker else 0, v.record.restarts,
-                              v.record.takeovers, v.cache_share)
+                              v.record.takeovers, v.record.session_losses, v.cache_share)
                 for v in self.supervisor.volumes()]
 
 

@@ -47,6 +47,7 @@ class MountSnapshot:
     worker_pid: int
     restarts: int
     takeovers: int
+    session_losses: int
     cache_share: int
 
 
@@ -88,6 +89,9 @@ class _Families:
                                             "Workers replaced after dying", labels=labels)
         self.takeovers = CounterMetricFamily(
             "cephmount_worker_takeovers", "Workers adopted by a restarted daemon", labels=labels)
+        self.session_losses = CounterMetricFamily(
+            "cephmount_session_losses", "Ceph sessions lost (client evicted or blocklisted) "
+            "and replaced", labels=labels)
         self.share = GaugeMetricFamily("cephmount_cache_limit_bytes",
                                        "The mount's share of the cache budget", labels=labels)
         self.cache_bytes = GaugeMetricFamily("cephmount_cache_bytes",
@@ -108,6 +112,7 @@ class _Families:
         self.up.add_metric(labels, 0 if stats is None else 1)
         self.restarts.add_metric(labels, mount.restarts)
         self.takeovers.add_metric(labels, mount.takeovers)
+        self.session_losses.add_metric(labels, mount.session_losses)
         self.share.add_metric(labels, mount.cache_share)
         if stats is None:
             return
@@ -128,9 +133,9 @@ class _Families:
             self.latency.add_metric([*labels, op], buckets, counts["seconds"])
 
     def all(self) -> list[Metric]:
-        return [self.up, self.restarts, self.takeovers, self.share, self.cache_bytes,
-                *self.cache.values(), self.read, self.written, self.ops, self.errors,
-                self.latency]
+        return [self.up, self.restarts, self.takeovers, self.session_losses, self.share,
+                self.cache_bytes, *self.cache.values(), self.read, self.written, self.ops,
+                self.errors, self.latency]
 
 
 def serve_metrics(address: str, collector: DaemonCollector) -> str:

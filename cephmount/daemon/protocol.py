@@ -115,6 +115,7 @@ class MountInfo(msgspec.Struct, frozen=True):
     worker_started: float
     restarts: int
     takeovers: int
+    session_losses: int
     cache_share: int
     stats: dict[str, object] | None = None
 

@@ -34,6 +34,7 @@ class MountRecord(msgspec.Struct):
     worker_started: float = 0.0
     restarts: int = 0
     takeovers: int = 0
+    session_losses: int = 0
 
 
 class StateFile:

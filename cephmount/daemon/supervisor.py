@@ -34,7 +34,12 @@ from cephmount.daemon.protocol import Mount, MountInfo, ProtocolError, TargetInf
 from cephmount.daemon.state import MountRecord, StateFile, TargetRecord, pid_alive
 from cephmount.host import fuse, mountinfo, syscalls
 from cephmount.host.statedir import private_dir
-from cephmount.worker.config import ControlRequest, VolumeSpec, WorkerStart
+from cephmount.worker.config import (
+    EXIT_SESSION_LOST,
+    ControlRequest,
+    VolumeSpec,
+    WorkerStart,
+)
 
 log = logging.getLogger("cephmount.daemon")
 WORKER_START_SLACK = 15.0
@@ -85,7 +90,8 @@ class Volume:
             state=self.state, worker_pid=self.worker.pid if self.worker else 0,
             worker_started=self.worker.started if self.worker else 0.0,
             restarts=self.record.restarts, takeovers=self.record.takeovers,
-            cache_share=self.cache_share, stats=stats)
+            session_losses=self.record.session_losses, cache_share=self.cache_share,
+            stats=stats)
 
 
 class Supervisor:
@@ -227,8 +233,14 @@ class Supervisor:
             volume.exited.set()
             return
         volume.state = "recovering"
-        log.warning("mount %s: worker %d died (status %s); starting a replacement",
-                    volume.mount_id, worker.pid, "unknown" if status is None else status)
+        if status == EXIT_SESSION_LOST:
+            volume.record.session_losses += 1
+            log.warning("mount %s: worker %d lost its Ceph session (evicted or blocklisted); "
+                        "starting a replacement with a new session", volume.mount_id,
+                        worker.pid)
+        else:
+            log.warning("mount %s: worker %d died (status %s); starting a replacement",
+                        volume.mount_id, worker.pid, "unknown" if status is None else status)
         await self._replace(volume)
 
     async def _replace(self, volume: Volume) -> None:

@@ -16,7 +16,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import Any, NoReturn, ParamSpec, TypeVar, cast, overload
 
 import pyfuse3
 import trio
@@ -90,6 +90,9 @@ def ceph_errors(
         except pyfuse3.FUSEError:
             raise
         except CephError as exc:
+            operations = cast(CephOperations, args[0])
+            if exc.errno == errno.ESHUTDOWN and operations.on_session_lost is not None:
+                operations.on_session_lost()  # does not return: a successor answers
             raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
         except Exception:
             log.exception("%s failed", name)
@@ -142,11 +145,17 @@ class CephOperations(pyfuse3.Operations):
     def __init__(self, ceph: AsyncCephClient, root: Inode,
                  coherence: Coherence = Coherence.DEFAULT, cache_bytes: int = 256 << 20,
                  read_only: bool = False, handles: HandleStore | None = None,
-                 on_init: Callable[[], None] | None = None) -> None:
+                 on_init: Callable[[], None] | None = None,
+                 on_session_lost: Callable[[], NoReturn] | None = None) -> None:
         """`handles` keeps the kernel's file handles where a successor finds them;
-        `on_init` runs inside the kernel's INIT request, before any other."""
+        `on_init` runs inside the kernel's INIT request, before any other;
+        `on_session_lost` ends the server when the cluster has evicted or blocklisted
+        its client (libcephfs then fails every call with ESHUTDOWN for good), leaving
+        the request unanswered for a successor with a new session (see docs/daemon.md).
+        Without it such requests fail with ESHUTDOWN."""
         super().__init__()
         self._on_init = on_init
+        self.on_session_lost = on_session_lost
         self._handles = handles if handles is not None else HandleStore()
         self._ceph = ceph
         self._inodes: InodeTable[Inode] = InodeTable(root)

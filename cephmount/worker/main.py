@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import logging
+import os
 import signal
 import socket
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pyfuse3
 import trio
@@ -28,7 +30,13 @@ from cephmount.fs import mount as fs_mount
 from cephmount.fs.handles import HandleStore
 from cephmount.fs.operations import CephOperations
 from cephmount.fs.options import Coherence, MountOptions, Source
-from cephmount.worker.config import WorkerStart, WorkerState, receive, send
+from cephmount.worker.config import (
+    EXIT_SESSION_LOST,
+    WorkerStart,
+    WorkerState,
+    receive,
+    send,
+)
 from cephmount.worker.control import Control
 from cephmount.worker.takeover import KernelTakeover
 
@@ -89,7 +97,8 @@ def _serve(start: WorkerStart, client: CephClient, takeover: KernelTakeover,
     _, options = _source(start)
     operations = CephOperations(
         AsyncCephClient(client), client.root(), coherence=options.coherence,
-        cache_bytes=options.cache_bytes, handles=handles, on_init=takeover.switch)
+        cache_bytes=options.cache_bytes, handles=handles, on_init=takeover.switch,
+        on_session_lost=_hand_over_lost_session)
     control = Control(directory / CONTROL_SOCKET, operations, takeover,
                       {"mount_id": start.mount_id, "source": start.volume.describe(),
                        "coherence": start.volume.coherence})
@@ -114,6 +123,18 @@ async def _run(operations: CephOperations, takeover: KernelTakeover, control: Co
             nursery.cancel_scope.cancel()
     finally:
         operations.invalidator.stop()
+
+
+def _hand_over_lost_session() -> NoReturn:
+    """The cluster evicted or blocklisted this client: no call will work again.
+
+    End at once, answering nothing: the daemon starts a successor with a new session,
+    which asks the kernel to resend what this one left unanswered.
+    """
+    log.error("the Ceph session was lost (evicted or blocklisted): leaving the mount to a "
+              "successor with a new session")
+    logging.shutdown()
+    os._exit(EXIT_SESSION_LOST)
 
 
 async def _announce(takeover: KernelTakeover, bootstrap: socket.socket) -> None:

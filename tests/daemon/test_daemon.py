@@ -494,3 +494,35 @@ def msgspec_json(value: object) -> bytes:
     import msgspec
 
     return msgspec.json.encode(value)
+
+
+def ceph_cli(env: ClientEnv, *args: str) -> str:
+    result = subprocess.run(["ceph", "-c", str(env.conf), "--connect-timeout", "20", *args],
+                            capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout
+
+
+def test_an_evicted_client_is_replaced_by_a_new_session(daemon: DaemonProcess,
+                                                        target_dir: Path,
+                                                        client_env: ClientEnv) -> None:
+    """As the kernel client's recover_session=clean: no person needed, nothing stale."""
+    import json
+
+    daemon.expected_errors.append("the Ceph session was lost")
+    target = target_dir / "evicted"
+    target.mkdir()
+    info = daemon.mount(target)
+    (target / "before").write_text("written before")
+    with open(target / "before") as still_open:
+        sessions = json.loads(ceph_cli(client_env, "tell", "mds.0", "session", "ls"))
+        (session,) = [s["id"] for s in sessions
+                      if s["client_metadata"].get("pid") == str(info.worker_pid)]
+        ceph_cli(client_env, "tell", "mds.0", "client", "evict", f"id={session}")
+        started = time.monotonic()
+        (target / "after").write_text("written after")  # waits for the new session
+        assert time.monotonic() - started < 10
+        assert {"after", "before"} <= set(os.listdir(target))
+        assert still_open.read() == "written before"
+    (listed,) = daemon.status().mounts or []
+    assert listed.session_losses == 1 and listed.worker_pid != info.worker_pid
+    assert "lost its Ceph session" in daemon.log_path.read_text()
