@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import start, stop, tail
+from cephmount.host import mountinfo
 
 
 class MountError(Exception):
@@ -19,13 +20,8 @@ class MountError(Exception):
 
 def fuse_mountpoints() -> set[str]:
     """Mount points of FUSE filesystems, from /proc/self/mountinfo."""
-    points = set()
-    with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            left, _, right = line.partition(" - ")
-            if right.split(" ", 1)[0].startswith("fuse"):
-                points.add(left.split()[4].replace("\\040", " "))
-    return points
+    return {entry.mountpoint for entry in mountinfo.mounts()
+            if entry.fs_type.startswith("fuse")}
 
 
 def is_mounted(mountpoint: Path) -> bool:

@@ -91,7 +91,7 @@ def _mount(args: argparse.Namespace) -> int:
         return 0
     fs_mount.check_mountpoint(args.mountpoint)
     argv = [args.source, args.mountpoint] + (["-o", args.options] if args.options else [])
-    log_path = fs_mount.run_detached(argv, timeout=options.timeout + 15)
+    log_path = fs_mount.run_detached(argv, args.mountpoint, timeout=options.timeout + 15)
     print(f"mounted {source} at {target} standalone: no node daemon answers at "
           f"{daemon_client.socket_path(args.socket)} (log: {log_path})")
     return 0
@@ -118,6 +118,7 @@ def _umount(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from cephmount.fs import mount as fs_mount
 
+    fs_mount.forget_dead_mounts()
     socket = _daemon_socket(args)
     rows: list[dict[str, object]] = []
     daemon_paths: set[str] = set()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cephmount.ceph.admin import AdminClient, CephAdminError
+from cephmount.host import mountinfo
 
 FS_NAME = "cephfs"
 GROUP = "csi"
@@ -474,13 +475,8 @@ def _environ_mentions(pid: int, text: str) -> bool:
 
 
 def _fuse_mountpoints() -> list[str]:
-    points = []
-    with open("/proc/mounts") as mounts:
-        for line in mounts:
-            fields = line.split()
-            if fields[2].startswith("fuse.") or fields[2] == "fuse":
-                points.append(fields[1].replace("\\040", " "))
-    return points
+    return [entry.mountpoint for entry in mountinfo.mounts()
+            if entry.fs_type == "fuse" or entry.fs_type.startswith("fuse.")]
 
 
 def _unmount(mountpoint: str) -> None:

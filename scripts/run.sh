@@ -24,7 +24,7 @@ if ! "$VENV/bin/python" -c "import sys; from cephmount.daemon.client import answ
         "$CEPHMOUNT_DEV_DIR/daemon.log)"
 fi
 mkdir -p mnt
-if ! grep -q " $PWD/mnt fuse.cephmount " /proc/mounts; then
+if ! mountpoint -q mnt; then
     "$CM" mount -o "conf=$CEPH_CONF,id=$CEPHMOUNT_CLIENT_ID,keyring=$CEPHMOUNT_KEYRING" \
         "$CEPHMOUNT_FS_NAME:$CEPHMOUNT_SUBVOLUME_PATH" mnt
 fi

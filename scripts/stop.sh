@@ -7,7 +7,7 @@ VENV=${VENV:-.venv}
 CM="$VENV/bin/cephmount"
 export CEPHMOUNT_DEV_DIR=${CEPHMOUNT_DEV_DIR:-$PWD/.dev-cluster}
 pidfile="$CEPHMOUNT_DEV_DIR/daemon.pid"
-if grep -q " $PWD/mnt fuse.cephmount " /proc/mounts; then
+if mountpoint -q mnt; then
     "$CM" umount mnt
 fi
 if [ -f "$pidfile" ]; then

@@ -19,6 +19,10 @@ import pytest
 from cephmount.ceph.client import CephClient
 from cephmount.devcluster import ClientEnv, DevCluster
 
+# Standalone mounts in tests never go through a node daemon this host may run;
+# tests of the daemon name their own daemon's socket.
+os.environ["CEPHMOUNT_SOCKET"] = "/nonexistent/cephmount-tests.sock"
+
 
 def free_port_pair(start: int = 3400, stop: int = 3600) -> int:
     """A port P such that P and P+1 are free on 127.0.0.1 (mon v2 and v1)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import json
 import logging
 import os
@@ -30,6 +31,8 @@ from cephmount.ceph.client import CephClient
 from cephmount.ceph.errors import CephError
 from cephmount.fs.operations import CephOperations
 from cephmount.fs.options import MountOptions, Source
+from cephmount.host import mountinfo, syscalls
+from cephmount.host.statedir import atomic_write, open_private, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -56,20 +59,20 @@ class MountRecord:
 
 
 def state_dir() -> Path:
+    """Where standalone mounts keep records, admin sockets and their log: ours alone.
+
+    Root's is /run/cephmount; another user's is under $XDG_RUNTIME_DIR or /tmp,
+    refused (StateDirError) if someone else owns it or may write to it.
+    """
     if os.geteuid() == 0:
-        return Path("/run/cephmount")
-    return Path(os.environ.get("XDG_RUNTIME_DIR", "/tmp")) / "cephmount"
+        return private_dir(Path("/run/cephmount"), mode=0o755)
+    return private_dir(Path(os.environ.get("XDG_RUNTIME_DIR", "/tmp")) / "cephmount")
 
 
-def _record_path(mountpoint: str) -> Path:
-    name = mountpoint.strip("/").replace("/", "-") or "root"
-    return state_dir() / "mounts" / f"{name}.json"
-
-
-def _is_mounted(mountpoint: str) -> bool:
-    """Whether `mountpoint` is a mount point; a dead FUSE server counts as mounted."""
-    with open("/proc/self/mountinfo") as mounts:
-        return any(line.split()[4] == mountpoint for line in mounts)
+def _record_path(mountpoint: str, suffix: str = ".json") -> Path:
+    """A mount's record (or with `suffix` ".asok", its libcephfs admin socket)."""
+    name = hashlib.sha256(mountpoint.encode()).hexdigest()[:24]
+    return private_dir(state_dir() / "mounts") / f"{name}{suffix}"
 
 
 def check_mountpoint(mountpoint: str) -> str:
@@ -77,7 +80,7 @@ def check_mountpoint(mountpoint: str) -> str:
     path = os.path.abspath(mountpoint)
     if not os.path.lexists(path):
         raise MountError(f"mountpoint {path} does not exist")
-    if _is_mounted(path):
+    if mountinfo.is_mountpoint(path):
         raise MountError(f"mountpoint {path} is busy: something is already mounted there")
     if not os.path.isdir(path):
         raise MountError(f"mountpoint {path} is not a directory")
@@ -186,7 +189,8 @@ def run_foreground(source: Source, options: MountOptions, mountpoint: str,
     _tune_malloc()
     with _reporting_to(ready_fd) as report:
         path = check_mountpoint(mountpoint)
-        client = connect(source, options, path)
+        forget_dead_mounts()
+        client = connect(source, options, path, admin_socket=str(_record_path(path, ".asok")))
         try:
             operations = CephOperations(
                 AsyncCephClient(client), client.root(), coherence=options.coherence,
@@ -226,34 +230,61 @@ def _reporting_to(ready_fd: int | None) -> Iterator:
 @contextlib.contextmanager
 def _recorded(record: MountRecord) -> Iterator[None]:
     path = _record_path(record.mountpoint)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.write_text(json.dumps(record.__dict__))
+    atomic_write(path, json.dumps(record.__dict__).encode())
     try:
         yield
     finally:
         path.unlink(missing_ok=True)
 
 
-def run_detached(argv: list[str], timeout: float) -> str:
-    """Start `cephmount mount -f ...` as a new session; wait until it has mounted."""
+def run_detached(argv: list[str], mountpoint: str, timeout: float) -> str:
+    """Start `cephmount mount -f ...` as a new session; wait until it has mounted.
+
+    A child that has not answered in time is stopped, and anything it mounted
+    meanwhile unmounted: when this says the mount failed, nothing is mounted.
+    """
     read_end, write_end = os.pipe()
-    log_path = state_dir() / "log" / "mounts.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(log_path, "ab") as log_file:
+    log_path = private_dir(state_dir() / "log") / "mounts.log"
+    log_fd = open_private(log_path)
+    try:
         child = subprocess.Popen(
             [sys.executable, "-m", "cephmount.cli", "mount", "-f",
              "--ready-fd", str(write_end), *argv],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+            stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
             pass_fds=(write_end,), start_new_session=True)
+    finally:
+        os.close(log_fd)
     os.close(write_end)
     answer = _read_answer(read_end, timeout)
     if answer == "OK":
         return str(log_path)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        child.wait(timeout=5)
+    if answer.startswith("ERR "):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
+    else:
+        _stop_late_child(child, os.path.abspath(mountpoint))
     if answer.startswith("ERR "):
         raise MountError(answer[4:])
     raise MountError(f"the mount process ended without mounting ({answer}); see {log_path}")
+
+
+def _stop_late_child(child: subprocess.Popen[bytes], mountpoint: str) -> None:
+    """End a mount process whose parent gave up on it, and what it may have mounted."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    if any(entry.fs_type == FS_TYPE for entry in mountinfo.mounted_at(mountpoint)):
+        syscalls.unmount_if_mounted(mountpoint, detach=True)
+    forget_dead_mounts()
+
+
+def forget_dead_mounts() -> None:
+    """Remove records and admin sockets of standalone mounts that are gone (killed)."""
+    records = state_dir() / "mounts"
+    live = {_record_path(record.mountpoint).stem for record in list_mounts()}
+    for path in records.glob("*"):
+        if path.stem not in live and path.suffix in (".json", ".asok"):
+            path.unlink(missing_ok=True)
 
 
 def _read_answer(read_end: int, timeout: float) -> str:
@@ -290,16 +321,9 @@ def unmount(mountpoint: str) -> None:
 
 
 def list_mounts() -> list[MountRecord]:
-    """cephmount mounts of this host, as /proc/mounts has them, with their server's pid."""
-    found = []
-    with open("/proc/mounts") as mounts:
-        for line in mounts:
-            source, point, fs_type = line.split()[:3]
-            if fs_type != FS_TYPE:
-                continue
-            point = point.replace("\\040", " ")
-            found.append(_with_record(MountRecord(point, source, 0, "")))
-    return found
+    """cephmount mounts of this host, as mountinfo has them, with their server's pid."""
+    return [_with_record(MountRecord(entry.mountpoint, entry.source, 0, ""))
+            for entry in mountinfo.mounts() if entry.fs_type == FS_TYPE]
 
 
 def _with_record(record: MountRecord) -> MountRecord:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cephmount.devcluster import ClientEnv
+from cephmount.host import mountinfo
 
 
 def cephmount_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -28,8 +29,7 @@ def client_options(env: ClientEnv, extra: str = "") -> str:
 
 
 def is_mounted(path: Path) -> bool:
-    with open("/proc/self/mountinfo") as mounts:
-        return any(line.split()[4] == str(path) for line in mounts)
+    return mountinfo.is_mountpoint(path)
 
 
 def mount_cephmount(env: ClientEnv, mountpoint: Path, extra: str = "") -> None:

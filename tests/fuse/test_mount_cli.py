@@ -19,6 +19,7 @@ import cephfs
 import pytest
 
 from cephmount.devcluster import ClientEnv
+from cephmount.host import mountinfo
 from tests.fuse.conftest import (
     as_user,
     cephmount_cli,
@@ -53,9 +54,8 @@ def test_mount_write_list_umount(client_env: ClientEnv, tmp_path: Path) -> None:
         assert (mountpoint / "from-cli").read_text() == "hello"
         listing = cephmount_cli("list")
         assert str(mountpoint) in listing.stdout
-        mounts = Path("/proc/mounts").read_text()
-        line = next(m for m in mounts.splitlines() if f" {mountpoint} " in m)
-        assert "fuse.cephmount" in line and client_env.fs_name in line.split()[0]
+        (entry,) = mountinfo.mounted_at(mountpoint)
+        assert entry.fs_type == "fuse.cephmount" and client_env.fs_name in entry.source
         (mountpoint / "from-cli").unlink()
     finally:
         umounted = cephmount_cli("umount", str(mountpoint))
@@ -212,8 +212,7 @@ def test_read_only_mount_refuses_writes(client_env: ClientEnv, cephmount_mount: 
         with pytest.raises(OSError) as refused:
             (mountpoint / "new").write_text("x")
         assert refused.value.errno == errno.EROFS
-        assert " ro," in next(line for line in Path("/proc/mounts").read_text().splitlines()
-                              if f" {mountpoint} " in line)
+        assert mountinfo.mounted_at(mountpoint)[-1].read_only
     finally:
         unmount(mountpoint)
         (cephmount_mount / "ro-check").unlink()
@@ -253,3 +252,62 @@ def test_closed_data_outlives_the_mount(how: str, client_env: ClientEnv, tmp_pat
             fs.shutdown()
     finally:
         unmount(mountpoint)
+
+
+def test_a_mount_given_up_on_leaves_nothing(client_env: ClientEnv, tmp_path: Path) -> None:
+    """The parent's timeout ends the mount process: failure means nothing is mounted."""
+    from cephmount.fs import mount as fs_mount
+
+    mountpoint = tmp_path / "late"
+    mountpoint.mkdir()
+    conf = tmp_path / "silent-mon.conf"  # a monitor that never answers: the child waits
+    conf.write_text(client_env.conf.read_text().replace(
+        "mon_host =", "mon_host = [v2:127.0.0.1:1,v1:127.0.0.1:2] #"))
+    options = client_options(client_env, "timeout=60").replace(str(client_env.conf), str(conf))
+    argv = [f"{client_env.fs_name}:{client_env.subvolume_path}", str(mountpoint), "-o", options]
+    before = set(Path("/proc").glob("[0-9]*"))
+    with pytest.raises(fs_mount.MountError) as gave_up:
+        fs_mount.run_detached(argv, str(mountpoint), timeout=2)
+    assert "timeout" in str(gave_up.value)
+    assert not is_mounted(mountpoint)
+    left = [p for p in set(Path("/proc").glob("[0-9]*")) - before
+            if str(mountpoint).encode() in _cmdline(p)]
+    assert left == []
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_a_state_dir_others_own_is_refused(open_dir: Path) -> None:
+    runtime = open_dir / "runtime"
+    (runtime / "cephmount").mkdir(parents=True)
+    runtime.chmod(0o755)
+    (runtime / "cephmount").chmod(0o777)  # someone else's, open to all
+    result = subprocess.run(
+        [sys.executable, "-m", "cephmount.cli", "list"], capture_output=True, text=True,
+        timeout=60, check=False, user=NOBODY.pw_uid, group=NOBODY.pw_gid, extra_groups=[],
+        env={"PATH": os.environ["PATH"], "XDG_RUNTIME_DIR": str(runtime)})
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"cephmount: state dir {runtime / 'cephmount'} belongs to uid 0, not to us")
+
+
+def test_records_of_a_killed_mount_are_removed(client_env: ClientEnv, tmp_path: Path) -> None:
+    from cephmount.fs import mount as fs_mount
+
+    mountpoint = tmp_path / "killed"
+    mountpoint.mkdir()
+    mount_cephmount(client_env, mountpoint)
+    (record,) = [r for r in fs_mount.list_mounts() if r.mountpoint == str(mountpoint)]
+    json_path = fs_mount._record_path(str(mountpoint))
+    asok_path = fs_mount._record_path(str(mountpoint), ".asok")
+    assert json_path.exists() and asok_path.exists()
+    os.kill(record.pid, signal.SIGKILL)
+    subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=True, timeout=30)
+    listing = cephmount_cli("list")
+    assert listing.returncode == 0 and str(mountpoint) not in listing.stdout
+    assert not json_path.exists() and not asok_path.exists()
