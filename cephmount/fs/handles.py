@@ -109,6 +109,11 @@ class HandleStore:
         """Record that data went through `fh` since its last fsync (or that it was synced)."""
         self._map[(fh - 1) * RECORD.size + UNSYNCED_AT] = unsynced
 
+    def mark_all_synced(self) -> None:
+        """Everything written through every handle is durable (the client was unmounted)."""
+        for slot in range(self._slots()):
+            self._map[slot * RECORD.size + UNSYNCED_AT] = 0
+
     def in_use(self) -> int:
         return self._slots() - len(self._free)
 

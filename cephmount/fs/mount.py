@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import hashlib
 import json
 import logging
@@ -18,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ FS_TYPE = "fuse.cephmount"
 LIBCEPHFS_OBJECT_CACHE = 64 << 20
 LIBCEPHFS_MAX_DIRTY = 48 << 20
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt parameters from glibc's malloc.h
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class MountError(Exception):
@@ -144,29 +146,48 @@ def _fuse_options(source: Source, options: MountOptions) -> set[str]:
     return chosen
 
 
-async def _serve(operations: CephOperations) -> None:
-    """Run FUSE until the kernel unmounts us or a signal asks us to stop.
+async def serve(operations: CephOperations,
+                setup: Callable[[trio.Nursery], Awaitable[None]] | None = None) -> None:
+    """Run FUSE until the kernel ends the connection or a signal asks us to stop.
 
-    The nursery owns every background task of the mount (readahead, signals); the
-    invalidation thread stops before the FUSE session closes, so it never notifies
-    a kernel session that is gone.
+    The nursery owns every background task of the mount (readahead, signals, and
+    what `setup` starts in it); the invalidation thread stops before the FUSE
+    session closes, so it never notifies a kernel session that is gone. A signal
+    stops the taking of requests; those in flight finish first. Call
+    `hold_signals` once this returns, for the flush that follows.
     """
     try:
         async with trio.open_nursery() as nursery:
             operations.attach(nursery)
-            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+            nursery.start_soon(_terminate_on_signal)
+            if setup is not None:
+                await setup(nursery)
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
     finally:
         operations.invalidator.stop()
 
 
-async def _stop_on_signal(scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+async def _terminate_on_signal() -> None:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async for signum in signals:
-            log.info("signal %d: unmounting", signum)
-            scope.cancel()
-            return
+            log.info("signal %d: finishing the requests in flight, then stopping", signum)
+            pyfuse3.terminate()
+
+
+def hold_signals() -> None:
+    """From now on a stop signal waits: the flush and release that follow must finish.
+
+    faulthandler (SIGUSR1) still dumps every thread's stack if they hang.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda number, frame: log.info(
+            "signal %d while flushing: the flush goes on", number))
+
+
+def dump_stacks_on_sigusr1() -> None:
+    """`kill -USR1 PID` writes every thread's stack to the log: for a mount that hangs."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def _tune_malloc() -> None:
@@ -187,6 +208,7 @@ def run_foreground(source: Source, options: MountOptions, mountpoint: str,
                    ready_fd: int | None = None) -> None:
     """Mount, serve until unmounted or signalled, then leave nothing behind."""
     _tune_malloc()
+    dump_stacks_on_sigusr1()
     with _reporting_to(ready_fd) as report:
         path = check_mountpoint(mountpoint)
         forget_dead_mounts()
@@ -200,8 +222,9 @@ def run_foreground(source: Source, options: MountOptions, mountpoint: str,
                 with _recorded(MountRecord(path, str(source), os.getpid(),
                                            options.coherence.value)):
                     report("OK")
-                    trio.run(_serve, operations)
+                    trio.run(serve, operations)
             finally:
+                hold_signals()
                 pyfuse3.close(unmount=True)
             trio.run(operations.release_all)
         finally:

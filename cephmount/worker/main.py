@@ -11,10 +11,8 @@ unmounted it) or a signal stops it; a signal leaves the mount to a successor.
 from __future__ import annotations
 
 import contextlib
-import faulthandler
 import logging
 import os
-import signal
 import socket
 import sys
 from pathlib import Path
@@ -49,7 +47,7 @@ ADMIN_SOCKET = "client.asok"  # libcephfs's, in the mount's dir: it goes with th
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s worker[%(process)d]: %(message)s")
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    fs_mount.dump_stacks_on_sigusr1()
     bootstrap = socket.socket(fileno=int(argv[0]))
     start, fuse_fd = receive(bootstrap, WorkerStart)
     if fuse_fd is None:
@@ -62,11 +60,15 @@ def main(argv: list[str]) -> int:
         return 1
     log.info("%s %s: connected as client.%s", "replacing" if start.replacement else "serving",
              start.volume.describe(), start.volume.client_id)
+    handles = HandleStore(Path(start.directory) / HANDLES_FILE)
     try:
         _serve(start, client, KernelTakeover(fuse_fd, start.fuse_init, start.replacement),
-               bootstrap)
+               bootstrap, handles)
+        client.close()  # writes back every buffered write: no handle has unsynced data left
+        handles.mark_all_synced()
     finally:
         client.close()
+        handles.close()
     log.info("stopped")
     return 0
 
@@ -91,9 +93,8 @@ def _connect(start: WorkerStart) -> CephClient:
 
 
 def _serve(start: WorkerStart, client: CephClient, takeover: KernelTakeover,
-           bootstrap: socket.socket) -> None:
+           bootstrap: socket.socket, handles: HandleStore) -> None:
     directory = Path(start.directory)
-    handles = HandleStore(directory / HANDLES_FILE)
     _, options = _source(start)
     operations = CephOperations(
         AsyncCephClient(client), client.root(), coherence=options.coherence,
@@ -103,26 +104,17 @@ def _serve(start: WorkerStart, client: CephClient, takeover: KernelTakeover,
                       {"mount_id": start.mount_id, "source": start.volume.describe(),
                        "coherence": start.volume.coherence})
     pyfuse3.init(operations, takeover.session_path(), {"subtype=cephmount"})
+
+    async def setup(nursery: trio.Nursery) -> None:
+        await nursery.start(control.serve)
+        nursery.start_soon(_announce, takeover, bootstrap)
+
     try:
-        trio.run(_run, operations, takeover, control, bootstrap)
+        trio.run(fs_mount.serve, operations, setup)
     finally:
+        fs_mount.hold_signals()
         pyfuse3.close(unmount=False)
         trio.run(operations.release_all)
-        handles.close()
-
-
-async def _run(operations: CephOperations, takeover: KernelTakeover, control: Control,
-               bootstrap: socket.socket) -> None:
-    try:
-        async with trio.open_nursery() as nursery:
-            operations.attach(nursery)
-            await nursery.start(control.serve)
-            nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
-            nursery.start_soon(_announce, takeover, bootstrap)
-            await pyfuse3.main()
-            nursery.cancel_scope.cancel()
-    finally:
-        operations.invalidator.stop()
 
 
 def _hand_over_lost_session() -> NoReturn:
@@ -144,14 +136,6 @@ async def _announce(takeover: KernelTakeover, bootstrap: socket.socket) -> None:
         send(bootstrap, WorkerState("serving"))
     log.info("serving the FUSE connection%s", " (requests in flight resent)"
              if takeover.replacement else "")
-
-
-async def _stop_on_signal(scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for signum in signals:
-            log.info("signal %d: stopping; the mount stays for a successor", signum)
-            scope.cancel()
-            return
 
 
 if __name__ == "__main__":

@@ -526,3 +526,17 @@ def test_an_evicted_client_is_replaced_by_a_new_session(daemon: DaemonProcess,
     (listed,) = daemon.status().mounts or []
     assert listed.session_losses == 1 and listed.worker_pid != info.worker_pid
     assert "lost its Ceph session" in daemon.log_path.read_text()
+
+
+def test_a_worker_stopped_by_sigterm_flushes_for_its_successor(daemon: DaemonProcess,
+                                                               target_dir: Path) -> None:
+    """A clean stop writes everything back: the successor has nothing lost to report."""
+    target = target_dir / "handover"
+    target.mkdir()
+    info = daemon.mount(target)
+    with open(target / "file", "wb", buffering=0) as file:
+        file.write(b"written before the stop")
+        os.kill(info.worker_pid, signal.SIGTERM)
+        wait_for(lambda: daemon.mounts()[0].restarts == 1, what="a successor")
+        os.fsync(file.fileno())
+    assert (target / "file").read_bytes() == b"written before the stop"

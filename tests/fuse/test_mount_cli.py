@@ -311,3 +311,31 @@ def test_records_of_a_killed_mount_are_removed(client_env: ClientEnv, tmp_path: 
     listing = cephmount_cli("list")
     assert listing.returncode == 0 and str(mountpoint) not in listing.stdout
     assert not json_path.exists() and not asok_path.exists()
+
+
+def test_a_second_sigterm_does_not_cut_the_flush(client_env: ClientEnv, tmp_path: Path) -> None:
+    """SIGTERM: requests in flight finish, data is flushed, nothing stays mounted."""
+    mountpoint = tmp_path / "term"
+    mountpoint.mkdir()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cephmount.cli", "mount", "-f", "-o", client_options(client_env),
+         f"{client_env.fs_name}:{client_env.subvolume_path}", str(mountpoint)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not is_mounted(mountpoint):
+            assert server.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        with open(mountpoint / "big", "wb") as big:
+            big.write(os.urandom(32 << 20))  # buffered: the stop has it to flush
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=120)
+    finally:
+        if server.poll() is None:
+            server.kill()
+        unmount(mountpoint)
+    assert server.returncode == 0, output
+    assert "finishing the requests in flight" in output
+    assert not is_mounted(mountpoint)

@@ -50,3 +50,12 @@ def test_unknown_numbers_are_none() -> None:
     store = HandleStore()
     assert store.get(0) is None
     assert store.get(1 << 40) is None
+
+
+def test_a_clean_stop_marks_every_handle_synced(tmp_path: Path) -> None:
+    store = HandleStore(tmp_path / "handles")
+    fh = store.allocate(7, os.O_WRONLY, HandleKind.FILE)
+    store.mark_unsynced(fh, True)
+    store.mark_all_synced()
+    record = HandleStore(tmp_path / "handles").get(fh)
+    assert record is not None and not record.unsynced
