@@ -20,7 +20,6 @@ import hashlib
 import logging
 import os
 import shutil
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from cephmount.daemon.budget import BudgetExceeded, MemoryBudget
 from cephmount.daemon.protocol import Mount, MountInfo, ProtocolError, TargetInfo, Unmount
 from cephmount.daemon.state import MountRecord, StateFile, TargetRecord, pid_alive
 from cephmount.host import fuse, mountinfo, syscalls
+from cephmount.host.node import node_identity
 from cephmount.host.statedir import private_dir
 from cephmount.worker.config import (
     EXIT_SESSION_LOST,
@@ -52,13 +52,6 @@ def volume_id(volume: VolumeSpec) -> str:
     identity = (volume.fs_name, volume.client_id, volume.path, volume.group, volume.subvolume,
                 volume.conf, volume.coherence)
     return hashlib.sha256(repr(identity).encode()).hexdigest()[:16]
-
-
-def node_identity() -> str:
-    try:
-        return Path("/etc/machine-id").read_text().strip() or socket.gethostname()
-    except OSError:
-        return socket.gethostname()
 
 
 @dataclass

@@ -33,6 +33,7 @@ from cephmount.ceph.errors import CephError
 from cephmount.fs.operations import CephOperations
 from cephmount.fs.options import MountOptions, Source
 from cephmount.host import mountinfo, syscalls
+from cephmount.host.node import node_identity
 from cephmount.host.statedir import atomic_write, open_private, private_dir
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,8 @@ def run_foreground(source: Source, options: MountOptions, mountpoint: str,
     with _reporting_to(ready_fd) as report:
         path = check_mountpoint(mountpoint)
         forget_dead_mounts()
-        client = connect(source, options, path, admin_socket=str(_record_path(path, ".asok")))
+        client = connect(source, options, path, uuid=_session_uuid(path),
+                         admin_socket=str(_record_path(path, ".asok")))
         try:
             operations = CephOperations(
                 AsyncCephClient(client), client.root(), coherence=options.coherence,
@@ -299,6 +301,13 @@ def _stop_late_child(child: subprocess.Popen[bytes], mountpoint: str) -> None:
     if any(entry.fs_type == FS_TYPE for entry in mountinfo.mounted_at(mountpoint)):
         syscalls.unmount_if_mounted(mountpoint, detach=True)
     forget_dead_mounts()
+
+
+def _session_uuid(mountpoint: str) -> str:
+    """The same for every mount at `mountpoint` on this node: a new mount there resets the
+    Ceph session a killed one left, instead of every client of its files waiting for it."""
+    digest = hashlib.sha256(mountpoint.encode()).hexdigest()[:16]
+    return f"cephmount-{node_identity()}-{digest}"
 
 
 def forget_dead_mounts() -> None:

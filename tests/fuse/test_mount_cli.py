@@ -339,3 +339,37 @@ def test_a_second_sigterm_does_not_cut_the_flush(client_env: ClientEnv, tmp_path
     assert server.returncode == 0, output
     assert "finishing the requests in flight" in output
     assert not is_mounted(mountpoint)
+
+
+def test_mounting_again_resets_a_killed_mounts_session(client_env: ClientEnv,
+                                                       tmp_path: Path) -> None:
+    """Other clients of a killed mount's files wait for no session timeout (about a minute)."""
+    from cephmount.ceph.structs import ROOT
+    from cephmount.fs import mount as fs_mount
+    from tests.conftest import mounted_client
+
+    mountpoint = tmp_path / "again"
+    mountpoint.mkdir()
+    mount_cephmount(client_env, mountpoint)
+    (record,) = [r for r in fs_mount.list_mounts() if r.mountpoint == str(mountpoint)]
+    held = open(mountpoint / "held-by-the-dead", "wb", buffering=0)  # noqa: SIM115
+    held.write(b"x" * 4096)
+    os.kill(record.pid, signal.SIGKILL)
+    with pytest.raises(ConnectionAbortedError):  # a standalone mount dies with its process
+        held.close()
+    subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=True, timeout=30)
+    try:
+        mount_cephmount(client_env, mountpoint)
+        started = time.monotonic()
+        with mounted_client(client_env) as other:
+            root = other.root()
+            inode, _ = other.lookup(root, b"held-by-the-dead", ROOT)
+            fh = other.open(inode, os.O_WRONLY, ROOT)
+            other.write(fh, 0, b"y")
+            other.fsync(fh)
+            other.release(fh)
+            other.put(inode)
+            other.put(root)
+        assert time.monotonic() - started < 20
+    finally:
+        unmount(mountpoint)
