@@ -18,7 +18,9 @@ from bench.charts import write_charts
 from bench.cluster import Cluster, dev_cluster
 from bench.jobfile import JobFileError, parse_size
 from bench.layout import QuotaError
+from bench.procs import REPO
 from bench.progress import Progress
+from bench.provenance import PublishError, check_publishable, is_under_docs, publish_docs
 from bench.report import Document, write_json, write_markdown
 from bench.run import Plan, Runner
 from bench.targets import TARGET_NAMES, DirectError, make_targets
@@ -38,7 +40,8 @@ PROFILES: dict[str, tuple[Sizes, tuple[int, ...]]] = {
     "tiny": (Sizes(seq_size=4 * MiB, rand_size=4 * MiB, verify_size=1 * MiB,
                    files=40, runtime=1, cap=30), (1, 2)),
 }
-USER_ERRORS = (DevClusterError, QuotaError, JobFileError, DirectError, ValueError, OSError)
+USER_ERRORS = (DevClusterError, QuotaError, JobFileError, DirectError, PublishError, ValueError,
+               OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     other.add_argument("--admin-keyring", type=Path,
                        help="client.admin keyring, to drop OSD caches for cold reads")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results dir (bench/results)")
+    parser.add_argument("--publish", action="store_true",
+                        help="also copy results.md and by_workload.png to docs/bench/latest.md "
+                        "and docs/bench/by_workload.png; refused from a tree with uncommitted "
+                        "changes")
     parser.add_argument("--mount-root", type=Path, default=None,
                         help="where the FUSE targets mount (default: a new dir under /tmp)")
     return parser
@@ -167,8 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     progress = Progress([])
     run_dir = args.out / datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
     try:
+        if args.publish or is_under_docs(args.out, REPO):
+            check_publishable(REPO)  # before an hour of measuring, not after
+        run_dir.mkdir(parents=True, exist_ok=True)
         document = measure(args, progress, run_dir)
     except USER_ERRORS as exc:
         print(f"bench: {exc}", file=sys.stderr)
@@ -179,6 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     latest = publish(document, run_dir, args.out)
     print(f"bench: results in {run_dir} (copied to {latest})")
     print((run_dir / "results.md").read_text())
+    if args.publish:
+        try:
+            published = publish_docs(run_dir, document["versions"]["commit"], REPO)
+        except PublishError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
+        print(f"bench: published {', '.join(str(p) for p in published)}")
     failed = any(not v["passed"] for v in document["verify"]) or any(
         r["errors"] for r in document["results"])
     return 1 if failed else 0

@@ -121,7 +121,8 @@ def caption(document: Document) -> str:
     """Where the figures come from, for results.md and the README."""
     v = document["versions"]
     return (f"Measured {document['started']} on {summary(document['machine'])}; "
-            f"cephmount {v['cephmount']}, {v['ceph-fuse'].split(' (')[0]}, "
+            f"cephmount {v['cephmount']}, commit {v.get('commit', 'unknown')}, "
+            f"{v['ceph-fuse'].split(' (')[0]}, "
             f"libcephfs {v['libcephfs']}, {v['fio']}. Profile `{document['profile']}`: "
             f"{_sizes(document)}; the run took {document['seconds'] / 60:.1f} min.")
 
