@@ -34,11 +34,11 @@ MiB = 1 << 20
 # name -> (sizes, N values). Default: ~10 min on 2 cores with all four targets.
 PROFILES: dict[str, tuple[Sizes, tuple[int, ...]]] = {
     "default": (Sizes(seq_size=160 * MiB, rand_size=128 * MiB, verify_size=16 * MiB,
-                      files=400, runtime=5, cap=60), (1, 2, 4)),
+                      files=400, runtime=5, cap=60, dir_entries=50_000), (1, 2, 4)),
     "quick": (Sizes(seq_size=32 * MiB, rand_size=32 * MiB, verify_size=8 * MiB,
-                    files=100, runtime=1, cap=30), (1, 4)),
+                    files=100, runtime=1, cap=30, dir_entries=5_000), (1, 4)),
     "tiny": (Sizes(seq_size=4 * MiB, rand_size=4 * MiB, verify_size=1 * MiB,
-                   files=40, runtime=1, cap=30), (1, 2)),
+                   files=40, runtime=1, cap=30, dir_entries=200), (1, 2)),
 }
 USER_ERRORS = (DevClusterError, QuotaError, JobFileError, DirectError, PublishError, ValueError,
                OSError)
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--rand-size", type=parse_size, help="the shared random-I/O file (128M)")
     sizes.add_argument("--verify-size", type=parse_size, help="data the verify job writes (16M)")
     sizes.add_argument("--files", type=int, help="metadata files per client (400)")
+    sizes.add_argument("--dir-entries", type=int,
+                       help="entries of the large directory listed at N=1 (50000)")
     sizes.add_argument("--runtime", type=int, help="seconds per time-based job (5)")
     sizes.add_argument("--cap", type=int, help="most seconds a size-based job may take (60)")
     sizes.add_argument("--clients", type=_int_list, help="the values of N (1,2,4)")
@@ -106,7 +108,8 @@ def _name_list(text: str) -> list[str]:
 def sizes_from(args: argparse.Namespace) -> tuple[Sizes, tuple[int, ...]]:
     sizes, clients = PROFILES[args.profile]
     overrides = {key: getattr(args, key) for key in
-                 ("seq_size", "rand_size", "verify_size", "files", "runtime", "cap")
+                 ("seq_size", "rand_size", "verify_size", "files", "runtime", "cap",
+                  "dir_entries")
                  if getattr(args, key) is not None}
     clients = tuple(args.clients or clients)
     if min(clients) < 1:

@@ -49,7 +49,7 @@ def _ratio(figure: float | None, reference: float | None) -> str | None:
 
 def _rows(document: Document) -> Iterator[tuple[dict[str, Any], int]]:
     for measure in document["measures"]:
-        for clients in document["clients"]:
+        for clients in measure.get("clients", document["clients"]):
             yield measure, clients
 
 
