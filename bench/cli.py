@@ -18,7 +18,9 @@ from bench.charts import write_charts
 from bench.cluster import Cluster, dev_cluster
 from bench.jobfile import JobFileError, parse_size
 from bench.layout import QuotaError
+from bench.procs import REPO
 from bench.progress import Progress
+from bench.provenance import PublishError, check_publishable, is_under_docs, publish_docs
 from bench.report import Document, write_json, write_markdown
 from bench.run import Plan, Runner
 from bench.targets import TARGET_NAMES, DirectError, make_targets
@@ -32,13 +34,14 @@ MiB = 1 << 20
 # name -> (sizes, N values). Default: ~10 min on 2 cores with all four targets.
 PROFILES: dict[str, tuple[Sizes, tuple[int, ...]]] = {
     "default": (Sizes(seq_size=160 * MiB, rand_size=128 * MiB, verify_size=16 * MiB,
-                      files=400, runtime=5, cap=60), (1, 2, 4)),
+                      files=400, runtime=5, cap=60, dir_entries=50_000), (1, 2, 4)),
     "quick": (Sizes(seq_size=32 * MiB, rand_size=32 * MiB, verify_size=8 * MiB,
-                    files=100, runtime=1, cap=30), (1, 4)),
+                    files=100, runtime=1, cap=30, dir_entries=5_000), (1, 4)),
     "tiny": (Sizes(seq_size=4 * MiB, rand_size=4 * MiB, verify_size=1 * MiB,
-                   files=40, runtime=1, cap=30), (1, 2)),
+                   files=40, runtime=1, cap=30, dir_entries=200), (1, 2)),
 }
-USER_ERRORS = (DevClusterError, QuotaError, JobFileError, DirectError, ValueError, OSError)
+USER_ERRORS = (DevClusterError, QuotaError, JobFileError, DirectError, PublishError, ValueError,
+               OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--rand-size", type=parse_size, help="the shared random-I/O file (128M)")
     sizes.add_argument("--verify-size", type=parse_size, help="data the verify job writes (16M)")
     sizes.add_argument("--files", type=int, help="metadata files per client (400)")
+    sizes.add_argument("--dir-entries", type=int,
+                       help="entries of the large directory listed at N=1 (50000)")
     sizes.add_argument("--runtime", type=int, help="seconds per time-based job (5)")
     sizes.add_argument("--cap", type=int, help="most seconds a size-based job may take (60)")
     sizes.add_argument("--clients", type=_int_list, help="the values of N (1,2,4)")
@@ -83,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     other.add_argument("--admin-keyring", type=Path,
                        help="client.admin keyring, to drop OSD caches for cold reads")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results dir (bench/results)")
+    parser.add_argument("--publish", action="store_true",
+                        help="also copy results.md and by_workload.png to docs/bench/latest.md "
+                        "and docs/bench/by_workload.png; refused from a tree with uncommitted "
+                        "changes")
     parser.add_argument("--mount-root", type=Path, default=None,
                         help="where the FUSE targets mount (default: a new dir under /tmp)")
     return parser
@@ -99,7 +108,8 @@ def _name_list(text: str) -> list[str]:
 def sizes_from(args: argparse.Namespace) -> tuple[Sizes, tuple[int, ...]]:
     sizes, clients = PROFILES[args.profile]
     overrides = {key: getattr(args, key) for key in
-                 ("seq_size", "rand_size", "verify_size", "files", "runtime", "cap")
+                 ("seq_size", "rand_size", "verify_size", "files", "runtime", "cap",
+                  "dir_entries")
                  if getattr(args, key) is not None}
     clients = tuple(args.clients or clients)
     if min(clients) < 1:
@@ -167,8 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     progress = Progress([])
     run_dir = args.out / datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
     try:
+        if args.publish or is_under_docs(args.out, REPO):
+            check_publishable(REPO)  # before an hour of measuring, not after
+        run_dir.mkdir(parents=True, exist_ok=True)
         document = measure(args, progress, run_dir)
     except USER_ERRORS as exc:
         print(f"bench: {exc}", file=sys.stderr)
@@ -179,6 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     latest = publish(document, run_dir, args.out)
     print(f"bench: results in {run_dir} (copied to {latest})")
     print((run_dir / "results.md").read_text())
+    if args.publish:
+        try:
+            published = publish_docs(run_dir, document["versions"]["commit"], REPO)
+        except PublishError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
+        print(f"bench: published {', '.join(str(p) for p in published)}")
     failed = any(not v["passed"] for v in document["verify"]) or any(
         r["errors"] for r in document["results"])
     return 1 if failed else 0

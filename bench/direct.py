@@ -6,7 +6,9 @@ over JSON lines: the process mounts, writes {"ready": ...}, then answers one
 line per request line on stdin until {"op": "exit"}:
 
     {"op": "job", "file": F, "section": S, "env": {...}}   run a fio job section
-    {"op": "ls", "dir": D}                                  `ls -l`: readdir + lstat
+    {"op": "ls", "dir": D, "stat": True}                    `ls -l`: readdir + lstat
+                                                            (`ls -f`, readdir only, if false)
+    {"op": "mkfiles", "path": P, "count": C}                the dir P with C empty files
     {"op": "rmtree" | "mkdirs", "path": P}                  layout, for bench itself
     {"op": "fill", "path": P, "size": B}                    write B bytes, fsync
     {"op": "quota", "path": P}                              ceph.quota.max_bytes
@@ -196,15 +198,17 @@ class Engine:
 
     # -- bench's own steps -------------------------------------------------------------------
 
-    def list_long(self, directory: str) -> FioJob:
-        """`ls -l`: read the directory, lstat every entry; one io per entry."""
+    def list_dir(self, directory: str, stat: bool) -> FioJob:
+        """`ls -l` (read the directory, lstat every entry) or, without `stat`, `ls -f`;
+        one io per entry."""
         start, entries = time.monotonic(), 0
         handle = self.fs.opendir(directory)
         try:
             while (entry := self.fs.readdir(handle)) is not None:
                 name = entry.d_name.decode()
                 if name not in (".", ".."):
-                    self.fs.lstat(_join(directory, name))
+                    if stat:
+                        self.fs.lstat(_join(directory, name))
                     entries += 1
         finally:
             self.fs.closedir(handle)
@@ -230,6 +234,12 @@ class Engine:
             self.rmtree(child) if is_dir else self.fs.unlink(child)
         self.fs.rmdir(path)
 
+    def make_files(self, directory: str, count: int) -> None:
+        self.fs.mkdirs(directory, 0o755)
+        for number in range(count):
+            self.fs.close(self.fs.open(_join(directory, f"f{number:07d}"),
+                                       os.O_WRONLY | os.O_CREAT, 0o644))
+
     def fill(self, path: str, size: int) -> None:
         fd = self.fs.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -253,11 +263,13 @@ def handle(engine: Engine, request: dict[str, Any]) -> dict[str, Any]:
         job = load(Path(request["file"]), request["section"], request.get("env", {}))
         return {"job": engine.run(job)}
     if op == "ls":
-        return {"job": engine.list_long(request["dir"])}
+        return {"job": engine.list_dir(request["dir"], bool(request.get("stat", True)))}
     if op == "rmtree":
         engine.rmtree(request["path"])
     elif op == "mkdirs":
         engine.fs.mkdirs(request["path"], 0o755)
+    elif op == "mkfiles":
+        engine.make_files(request["path"], int(request["count"]))
     elif op == "fill":
         engine.fill(request["path"], int(request["size"]))
     elif op == "quota":

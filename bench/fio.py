@@ -59,20 +59,21 @@ def _result(section: str, output: Path, code: int | None, log: Path) -> FioJob:
     return job
 
 
-def run_ls(dirs: Mapping[int, str], timeout: float) -> dict[int, FioJob]:
-    """`ls -l DIR` on every client at once; one read io per entry listed."""
+def run_ls(dirs: Mapping[int, str], option: str, timeout: float) -> dict[int, FioJob]:
+    """`ls OPTION DIR` (-l or -f) on every client at once; one read io per entry listed."""
     results: dict[int, FioJob] = {}
 
     def list_one(client: int, directory: str) -> None:
         began = time.monotonic()
         try:
-            done = subprocess.run(["ls", "-l", directory], capture_output=True, text=True,
+            done = subprocess.run(["ls", option, directory], capture_output=True, text=True,
                                   timeout=timeout, check=False, env={"LC_ALL": "C"})
         except subprocess.TimeoutExpired:
             results[client] = make_job("ls", timeout, error=errno.ETIMEDOUT, message="timed out")
             return
         seconds = time.monotonic() - began
-        entries = sum(1 for line in done.stdout.splitlines() if not line.startswith("total "))
+        entries = sum(1 for line in done.stdout.splitlines()
+                      if not line.startswith("total ") and line not in (".", ".."))
         results[client] = make_job("ls", seconds, read=(entries, 0), error=done.returncode,
                                    message=done.stderr.strip()[-300:])
 

@@ -12,9 +12,10 @@ from typing import Any
 
 from bench.cluster import Cluster
 from bench.direct_client import DirectClient
-from bench.workloads import BENCH_DIR, Prepare, Sizes
+from bench.workloads import BENCH_DIR, BIG_DIR, Prepare, Sizes
 
 ROOT = f"/{BENCH_DIR}"
+REQUEST_TIMEOUT = 600.0  # seconds; making the large directory is the longest request
 
 
 class QuotaError(Exception):
@@ -33,7 +34,7 @@ class Layout:
         client = DirectClient(self.cluster, self.log)
         try:
             self.libcephfs = client.wait_ready().get("libcephfs", self.libcephfs)
-            return [client.request(**request) for request in requests]
+            return [client.request(timeout=REQUEST_TIMEOUT, **request) for request in requests]
         finally:
             client.close()
 
@@ -60,6 +61,10 @@ class Layout:
         elif what is Prepare.SHARED_FILE:
             requests = [{"op": "fill", "path": f"{ROOT}/shared.dat",
                          "size": self.sizes.rand_size}]
+        elif what is Prepare.BIG_DIR:
+            requests = [{"op": "rmtree", "path": f"{ROOT}/{BIG_DIR}"},
+                        {"op": "mkfiles", "path": f"{ROOT}/{BIG_DIR}",
+                         "count": self.sizes.dir_entries}]
         else:
             requests = [{"op": "rmtree", "path": f"{ROOT}/meta"},
                         {"op": "mkdirs", "path": f"{ROOT}/meta"}]

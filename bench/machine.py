@@ -11,12 +11,12 @@ from pathlib import Path
 
 from bench.fio import fio_version
 from bench.procs import REPO
+from bench.provenance import head_commit, uncommitted
 
 
-def _first_line(argv: list[str], cwd: Path | None = None) -> str:
+def _first_line(argv: list[str]) -> str:
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False,
-                                cwd=cwd)
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return "unavailable"
     lines = (result.stdout or result.stderr).strip().splitlines()
@@ -61,14 +61,18 @@ def summary(info: dict[str, object]) -> str:
             f"{info['os']}, Linux {info['kernel']}")
 
 
-def versions(libcephfs: str) -> dict[str, str]:
+def versions(libcephfs: str, repo: Path = REPO) -> dict[str, object]:
+    """Versions of everything measured; `commit` is the full hash of `repo`'s HEAD and
+    `uncommitted` whether the tree differed from it (then the code is not that commit)."""
     try:
         cephmount = metadata.version("cephmount")
     except metadata.PackageNotFoundError:
         cephmount = "not installed"
-    commit = _first_line(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=REPO)
+    commit, dirty = head_commit(repo), bool(uncommitted(repo))
     return {
-        "cephmount": f"{cephmount} ({commit})",
+        "cephmount": f"{cephmount} ({commit[:7]}{'-dirty' if dirty else ''})",
+        "commit": commit,
+        "uncommitted": dirty,
         "ceph-fuse": _first_line(["ceph-fuse", "--version"]),
         "libcephfs": libcephfs,
         "fio": fio_version(),

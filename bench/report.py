@@ -49,7 +49,7 @@ def _ratio(figure: float | None, reference: float | None) -> str | None:
 
 def _rows(document: Document) -> Iterator[tuple[dict[str, Any], int]]:
     for measure in document["measures"]:
-        for clients in document["clients"]:
+        for clients in measure.get("clients", document["clients"]):
             yield measure, clients
 
 
@@ -121,7 +121,8 @@ def caption(document: Document) -> str:
     """Where the figures come from, for results.md and the README."""
     v = document["versions"]
     return (f"Measured {document['started']} on {summary(document['machine'])}; "
-            f"cephmount {v['cephmount']}, {v['ceph-fuse'].split(' (')[0]}, "
+            f"cephmount {v['cephmount']}, commit {v.get('commit', 'unknown')}, "
+            f"{v['ceph-fuse'].split(' (')[0]}, "
             f"libcephfs {v['libcephfs']}, {v['fio']}. Profile `{document['profile']}`: "
             f"{_sizes(document)}; the run took {document['seconds'] / 60:.1f} min.")
 

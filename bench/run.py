@@ -60,8 +60,8 @@ class Plan:
     def estimates(self) -> list[float]:
         """Seconds per progress line, in run order: verify jobs, then cells."""
         verify = [estimate_verify(self.sizes)] * len(self.targets) if self.verify else []
-        cells = [estimate(w, self.sizes, n)
-                 for w in self.workloads for n in self.clients for _ in self.targets]
+        cells = [estimate(w, self.sizes, n) for w in self.workloads
+                 for n in self.clients if w.runs_with(n) for _ in self.targets]
         return verify + cells
 
 
@@ -121,7 +121,7 @@ class Runner:
         targets = list(self.plan.targets)
         round_number = 0
         for workload in self.plan.workloads:
-            for clients in self.plan.clients:
+            for clients in filter(workload.runs_with, self.plan.clients):
                 shift = round_number % len(targets)
                 for target in targets[shift:] + targets[:shift]:
                     self.layout.prepare(workload.prepare, max(self.plan.clients))
@@ -198,7 +198,9 @@ class Runner:
             "cluster": {**self.cluster.describe(), "quota_bytes": quota},
             "targets": targets,
             "measures": [{"name": m.name, "title": m.title, "unit": m.unit.value,
-                          "workload": w.name} for w in plan.workloads for m in w.measures],
+                          "workload": w.name,
+                          "clients": [n for n in plan.clients if w.runs_with(n)]}
+                         for w in plan.workloads for m in w.measures],
             "results": self.results, "verify": self.verify,
         }
 

@@ -96,7 +96,7 @@ class FuseSession(Session):
     def run(self, step: Step, envs: Mapping[int, Env]) -> dict[int, FioJob]:
         if step.job is None:
             return run_ls({c: f"{env['BENCH_DIR']}/{step.section}" for c, env in envs.items()},
-                          self.timeout)
+                          step.ls, self.timeout)
         return run_fio(step.job_path, step.section, envs, self.work, self.timeout)
 
     def close(self) -> None:
@@ -210,8 +210,8 @@ class DirectSession(Session):
 
     def run(self, step: Step, envs: Mapping[int, Env]) -> dict[int, FioJob]:
         if step.job is None:
-            requests = [{"op": "ls", "dir": f"{env['BENCH_DIR']}/{step.section}"}
-                        for env in envs.values()]
+            requests = [{"op": "ls", "dir": f"{env['BENCH_DIR']}/{step.section}",
+                         "stat": step.ls == "-l"} for env in envs.values()]
         else:
             requests = [{"op": "job", "file": str(step.job_path), "section": step.section,
                          "env": dict(env)} for env in envs.values()]

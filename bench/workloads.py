@@ -27,6 +27,7 @@ class Sizes:
     files: int        # small files per client for the metadata workload
     runtime: int      # seconds of each time-based job
     cap: int          # seconds a size-based job may take at most
+    dir_entries: int = 0  # entries of the large directory the listing workloads read
 
     def env(self, client: int, bench_dir: str) -> dict[str, str]:
         """The variables the job files use, for client number `client`."""
@@ -65,11 +66,12 @@ class Measure:
 @dataclass(frozen=True)
 class Step:
     """One section of a job file run on every client; or, when `job` is None,
-    `ls -l` of the directory `section` under each client's BENCH_DIR."""
+    `ls <ls>` of the directory `section` under each client's BENCH_DIR."""
 
     job: str | None
     section: str
     measure: Measure | None = None  # None: a warm-up, not reported
+    ls: str = "-l"  # `-l`: readdir and a stat of every entry; `-f`: readdir only
 
     @property
     def job_path(self) -> Path:
@@ -78,7 +80,7 @@ class Step:
 
     @property
     def label(self) -> str:
-        return f"{self.job}[{self.section}]" if self.job else f"ls -l {self.section}"
+        return f"{self.job}[{self.section}]" if self.job else f"ls {self.ls} {self.section}"
 
 
 class Prepare(Enum):
@@ -87,6 +89,7 @@ class Prepare(Enum):
     SEQ_FILES = "seq.<client> for every client, seq_size bytes each"
     SHARED_FILE = "shared.dat, rand_size bytes"
     META_DIR = "the empty directory meta/"
+    BIG_DIR = "bigdir/ with dir_entries empty files"
 
     @property
     def every_cell(self) -> bool:
@@ -101,6 +104,10 @@ class Workload:
     steps: tuple[Step, ...]
     prepare: Prepare | None = None
     cold: bool = False  # drop kernel and OSD caches right before the steps
+    max_clients: int | None = None  # run only for N up to this
+
+    def runs_with(self, clients: int) -> bool:
+        return self.max_clients is None or clients <= self.max_clients
 
     @property
     def measures(self) -> list[Measure]:
@@ -117,6 +124,13 @@ META_CREATE = Measure("meta-create", "create + write 4 KiB file", Unit.OPS)
 META_STAT = Measure("meta-stat", "stat file", Unit.OPS)
 META_LS = Measure("meta-ls", "ls -l, per entry", Unit.OPS)
 META_UNLINK = Measure("meta-unlink", "unlink file", Unit.OPS)
+BIG_LSF_COLD = Measure("bigdir-lsf-cold", "large dir: ls -f, first after mount, per entry",
+                       Unit.OPS)
+BIG_LSF_WARM = Measure("bigdir-lsf-warm", "large dir: ls -f, second, per entry", Unit.OPS)
+BIG_LSL_COLD = Measure("bigdir-lsl-cold", "large dir: ls -l, first after mount, per entry",
+                       Unit.OPS)
+BIG_LSL_WARM = Measure("bigdir-lsl-warm", "large dir: ls -l, second, per entry", Unit.OPS)
+BIG_DIR = "bigdir"
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload("seqwrite", "sequential write", (Step("seqwrite.fio", "seqwrite", SEQWRITE),)),
@@ -135,6 +149,14 @@ WORKLOADS: tuple[Workload, ...] = (
         Step("metadata.fio", "create", META_CREATE), Step("metadata.fio", "stat", META_STAT),
         Step(None, "meta", META_LS), Step("metadata.fio", "unlink", META_UNLINK)),
         Prepare.META_DIR),
+    # One mount lists a directory of tens of thousands of entries twice; a listing costs
+    # a minute on a slow mounter, so only at N = 1 (the cells would be N times longer).
+    Workload("bigdir-ls-f", "large directory, readdir only", (
+        Step(None, BIG_DIR, BIG_LSF_COLD, ls="-f"), Step(None, BIG_DIR, BIG_LSF_WARM, ls="-f")),
+        Prepare.BIG_DIR, max_clients=1),
+    Workload("bigdir-ls-l", "large directory, readdir and stat", (
+        Step(None, BIG_DIR, BIG_LSL_COLD), Step(None, BIG_DIR, BIG_LSL_WARM)),
+        Prepare.BIG_DIR, max_clients=1),
 )
 WORKLOAD_NAMES = tuple(w.name for w in WORKLOADS)
 MEASURES: tuple[Measure, ...] = tuple(m for w in WORKLOADS for m in w.measures)
@@ -149,12 +171,16 @@ _DATA_RATE = 300e6   # bytes/s, sequential, all clients together
 _SMALL_IOPS = 2000   # 4 KiB random ops/s
 _META_RATE = 250     # creates/s
 _LIST_RATE = 800     # `ls -l` entries/s
+_READDIR_RATE = 10000  # `ls -f` entries/s
 _STALL = 5.0         # an unlink waiting for other clients' capabilities
 
 
 def estimate(workload: Workload, sizes: Sizes, clients: int) -> float:
     """Roughly how many seconds a cell of `workload` takes, mounting included."""
     seconds = 1.0
+    if workload.prepare is Prepare.BIG_DIR:
+        return seconds + 2 * sizes.dir_entries / (_LIST_RATE if "-l" in workload.name else
+                                                  _READDIR_RATE)
     if workload.prepare is Prepare.META_DIR:
         files = sizes.files * clients
         return seconds + files / _META_RATE + files * clients / _LIST_RATE \

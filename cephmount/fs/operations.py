@@ -48,7 +48,8 @@ READDIR_BATCH = 256
 # Our POSIX lock owner for appends; other nodes are other clients, so they conflict.
 APPEND_LOCK_OWNER = 0x63657068
 ATTR_CACHE_ENTRIES = 65536
-# Read on the mount's root (`getfattr -n cephmount.stats MOUNT`): the cache counters as JSON.
+# Read on the mount's root (`getfattr -n cephmount.stats MOUNT`): the cache counters and,
+# under "op_stats", the per-request counters and request sizes, as JSON.
 STATS_XATTR = b"cephmount.stats"
 # Namespaces anyone may read (the kernel checks no permission): one cached answer
 # serves every caller. `ls -l` asks for ACLs and security labels of every entry.
@@ -634,6 +635,7 @@ class CephOperations(pyfuse3.Operations):
                 await self._revalidate(of)
             data = await self._reader.read(of, off, size, self._changes.known_size(of.ino))
         self.op_stats.bytes_read += len(data)
+        self.op_stats.record_size("read", size)
         return data
 
     async def _revalidate(self, of: OpenFile) -> None:
@@ -655,6 +657,7 @@ class CephOperations(pyfuse3.Operations):
             self.blocks.drop_range(of.ino, off, off + written, of.block_size)
             await self._refresh_attrs(of.fuse_ino)
         self.op_stats.bytes_written += written
+        self.op_stats.record_size("write", len(buf))
         return written
 
     async def _append(self, of: OpenFile, data: bytes) -> int:
@@ -812,7 +815,7 @@ class CephOperations(pyfuse3.Operations):
     @ceph_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if name == STATS_XATTR and inode == pyfuse3.ROOT_INODE:
-            return json.dumps(self.stats()).encode()
+            return json.dumps({**self.stats(), "op_stats": self.op_stats.as_dict()}).encode()
         if not name.startswith(SHARED_XATTR_PREFIXES) or name == CAPABILITY_XATTR:
             return await self._ceph.getxattr(await self._handle(inode), name, self._cred(ctx))
         known = self._xattrs.get(inode)

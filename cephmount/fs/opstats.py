@@ -26,11 +26,19 @@ class OpCounter:
 
 @dataclass
 class OpStats:
-    """What the kernel asked of the mount: per operation, and bytes moved."""
+    """What the kernel asked of the mount: per operation, bytes moved, and how big the
+    kernel's read and write requests were (what FUSE negotiation and readahead decide)."""
 
     ops: dict[str, OpCounter] = field(default_factory=dict)
     bytes_read: int = 0
     bytes_written: int = 0
+    # "read"/"write" -> request size rounded up to a power of two -> requests
+    request_sizes: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    def record_size(self, op: str, nbytes: int) -> None:
+        bucket = 1 << max(nbytes - 1, 0).bit_length()
+        sizes = self.request_sizes.setdefault(op, {})
+        sizes[bucket] = sizes.get(bucket, 0) + 1
 
     def record(self, op: str, seconds: float, failed: bool) -> None:
         counter = self.ops.get(op)
@@ -44,4 +52,6 @@ class OpStats:
             "latency_buckets": list(LATENCY_BUCKETS),
             "ops": {name: {"count": c.count, "errors": c.errors, "seconds": c.seconds,
                            "buckets": c.buckets} for name, c in self.ops.items()},
+            "request_sizes": {op: {str(size): count for size, count in sorted(sizes.items())}
+                              for op, sizes in self.request_sizes.items()},
         }

@@ -61,16 +61,18 @@ def test_every_cell_has_a_positive_figure(bench_run: dict[str, Any]) -> None:
 
     assert ran == targets
     assert document["clients"] == [1, 2]
+    measured_at = {m["name"]: m["clients"] for m in document["measures"]}
+    assert measured_at["bigdir-lsl-cold"] == [1]
     for measure in MEASURES:
         for target in targets:
-            for clients in document["clients"]:
+            for clients in measured_at[measure.name]:
                 cell = cells[(measure.name, target, clients)]
                 assert cell["errors"] == [], cell
                 assert cell["value"] > 0, cell
                 assert len(cell["per_client"]) == clients
                 assert len(cell["peak_rss_bytes"]) == clients
                 assert min(cell["peak_rss_bytes"]) > 0
-    assert len(document["results"]) == len(MEASURES) * len(targets) * len(document["clients"])
+    assert len(document["results"]) == len(targets) * sum(map(len, measured_at.values()))
 
 
 def test_verify_passed_on_every_target(bench_run: dict[str, Any]) -> None:
@@ -97,6 +99,7 @@ def test_table_and_charts_are_written(bench_run: dict[str, Any]) -> None:
 
     for measure in document["measures"]:
         assert f"| {measure['title']} | 1 |" in table
+    assert "| large dir: ls -l, second, per entry | 2 |" not in table
     assert "(x direct)" in table
     for chart in ("by_workload.png", "by_n.png"):
         assert (latest / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -125,3 +128,12 @@ def _cmdline(pid: int) -> str:
 def _ours(cmdline: str, mounts: str, conf: str) -> bool:
     """A mount server of this run, or a direct runner on this test's cluster."""
     return mounts in cmdline or (conf in cmdline and "bench.direct" in cmdline)
+
+
+def test_the_results_name_the_commit_measured(bench_run: dict[str, Any]) -> None:
+    document = _document(bench_run)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+    assert document["versions"]["commit"] == head
+    assert head in (bench_run["latest"] / "results.md").read_text()

@@ -373,3 +373,28 @@ def test_mounting_again_resets_a_killed_mounts_session(client_env: ClientEnv,
         assert time.monotonic() - started < 20
     finally:
         unmount(mountpoint)
+
+
+def test_stats_show_the_kernels_requests_and_their_sizes(cephmount_mount: Path,
+                                                          workdir: Path) -> None:
+    def op_stats() -> dict:
+        return json.loads(os.getxattr(cephmount_mount, "cephmount.stats"))["op_stats"]
+
+    before = op_stats()
+    fd = os.open(workdir / "sized", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for _ in range(3):
+            os.write(fd, b"x" * (1 << 20))
+        os.write(fd, b"y" * 1000)
+    finally:
+        os.close(fd)
+    after = op_stats()
+
+    sizes = after["request_sizes"]["write"]
+    earlier = before.get("request_sizes", {}).get("write", {})
+    grown = {size: count - earlier.get(size, 0) for size, count in sizes.items()}
+    assert grown.get("1048576", 0) >= 3
+    assert grown.get("1024", 0) >= 1
+    assert after["bytes_written"] - before["bytes_written"] == 3 * (1 << 20) + 1000
+    assert after["ops"]["write"]["count"] - before["ops"].get("write", {}).get("count", 0) \
+        == sum(grown.values())
