@@ -414,7 +414,13 @@ def _health_ok(admin: AdminClient) -> bool:
     if admin.mon("health").get("status") != "HEALTH_OK":
         return False
     states = _pg_states(admin)
-    return bool(states) and set(states) == {"active+clean"}
+    return bool(states) and all(_clean(state) for state in states)
+
+
+def _clean(state: str) -> bool:
+    """Active and clean, perhaps also trimming snapshots or scrubbing (which is no fault:
+    removing a snapshot leaves PGs `active+clean+snaptrim` for a moment)."""
+    return state.split("+")[:2] == ["active", "clean"]
 
 
 def _pg_states(admin: AdminClient) -> dict[str, int]:

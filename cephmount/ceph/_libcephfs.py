@@ -156,6 +156,7 @@ void ceph_seekdir(struct ceph_mount_info *cmount, struct ceph_dir_result *dirp,
 
 int ceph_ll_lookup_inode(struct ceph_mount_info *cmount, struct inodeno_t ino,
                          Inode **inode);
+int ceph_ll_lookup_vino(struct ceph_mount_info *cmount, vinodeno_t vino, Inode **inode);
 int ceph_ll_lookup_root(struct ceph_mount_info *cmount, Inode **parent);
 int ceph_ll_lookup(struct ceph_mount_info *cmount, Inode *parent, const char *name,
                    Inode **out, struct ceph_statx *stx, unsigned want, unsigned flags,
@@ -256,7 +257,8 @@ AT_STATX_DONT_SYNC = 0x4000
 CEPH_RECLAIM_RESET = 1
 
 # libcephfs.h
-CEPH_NOSNAP = (1 << 64) - 2
+CEPH_NOSNAP = (1 << 64) - 2  # the snapshot id of a live inode
+CEPH_SNAPDIR = (1 << 64) - 1  # the snapshot id of a directory's .snap
 CEPH_SETATTR_MODE = 1 << 0
 CEPH_SETATTR_UID = 1 << 1
 CEPH_SETATTR_GID = 1 << 2

@@ -46,6 +46,7 @@ from cephmount.ceph.structs import (
     StatX,
     TimeArg,
 )
+from cephmount.ceph.vino import NOSNAP, VinoNumbers
 
 _PATH_MAX = 4096
 _XATTR_ATTEMPTS = 4
@@ -168,6 +169,7 @@ class CephClient:
         self._client_id = client_id
         self._gate = _Gate()
         self._perms = UserPermCache(perm_cache_size)
+        self._numbers = VinoNumbers()
         self._callbacks: list[CallbackSet] = []
         self._read_buffers = threading.local()
         self._appends = _InodeMutexes()
@@ -316,7 +318,8 @@ class CephClient:
         an exception is logged, never raised into libcephfs. A later call
         replaces the earlier callbacks (libcephfs cannot unregister them).
         """
-        callbacks = CallbackSet(on_inode_invalidate, on_dentry_invalidate, on_inode_release)
+        callbacks = CallbackSet(self._numbers.known_number, on_inode_invalidate,
+                                on_dentry_invalidate, on_inode_release)
         self._callbacks.append(callbacks)
         lib.ceph_ll_register_callbacks(self._live(), callbacks.args)
 
@@ -335,7 +338,14 @@ class CephClient:
             if ret < 0:
                 lib.ceph_ll_put(self._cmount, out[0])
                 check(ret, "ll_getattr")
-            return Inode(stx.stx_ino, out[0])
+            return self._inode(stx, out[0])
+
+    def _inode(self, stx: Any, ptr: Any) -> Inode:
+        return Inode(self._numbers.number(stx.stx_ino, stx.stx_dev), ptr)
+
+    def _stat(self, stx: Any) -> StatX:
+        """The attributes in `stx`; libcephfs puts the snapshot id in `stx_dev`."""
+        return StatX.from_cdata(stx, self._numbers.number(stx.stx_ino, stx.stx_dev))
 
     def lookup(self, parent: Inode, name: bytes, cred: Credentials) -> tuple[Inode, StatX]:
         """The entry `name` in `parent` (one reference) and its attributes."""
@@ -350,18 +360,25 @@ class CephClient:
             out, stx = _inode_out(), _statx()
             check(func(self._cmount, *args, out, stx, c.CEPH_STATX_ALL_STATS, 0,
                        self._perm(cred)), op)
-            return Inode(stx.stx_ino, out[0]), StatX.from_cdata(stx)
+            return self._inode(stx, out[0]), self._stat(stx)
 
-    def lookup_inode(self, ino: int) -> Inode:
-        """The inode numbered `ino` (one reference), asking the MDS if not cached.
+    def lookup_inode(self, number: int) -> Inode:
+        """The inode of `number` (one reference), asking the MDS if not cached.
 
-        ESTALE if no such inode exists.
+        ESTALE if no such inode exists. A snapshot's number is looked up by
+        its inode number and snapshot id (see vino.py); ESTALE for one whose
+        tag this client never gave.
         """
+        ino, snap = self._numbers.vino(number)
         with self._gate:
             out = _inode_out()
-            number = ffi.new("inodeno_t *", [ino])
-            check(lib.ceph_ll_lookup_inode(self._cmount, number[0], out), "ll_lookup_inode")
-            return Inode(ino, out[0])
+            if snap == NOSNAP:
+                check(lib.ceph_ll_lookup_inode(self._cmount, ffi.new("inodeno_t *", [ino])[0],
+                                               out), "ll_lookup_inode")
+            else:
+                vino = ffi.new("vinodeno_t *", [[ino], [snap]])
+                check(lib.ceph_ll_lookup_vino(self._cmount, vino[0], out), "ll_lookup_vino")
+            return Inode(number, out[0])
 
     def put(self, inode: Inode) -> None:
         """Give back one reference."""
@@ -382,7 +399,7 @@ class CephClient:
                                     self._perm(cred)),
                 "ll_getattr",
             )
-            return StatX.from_cdata(stx)
+            return self._stat(stx)
 
     def setattr(
         self,
@@ -435,7 +452,7 @@ class CephClient:
             stx = _statx()
             check(lib.ceph_ll_getattr(self._cmount, inode.ptr, stx, c.CEPH_STATX_ALL_STATS,
                                       c.AT_STATX_DONT_SYNC, self._perm(ROOT)), "ll_getattr")
-            return StatX.from_cdata(stx)
+            return self._stat(stx)
 
     def object_size(self, inode: Inode) -> int:
         """The RADOS object size of the file's layout (a good cache block size)."""
@@ -478,7 +495,8 @@ class CephClient:
                                    fh, stx, c.CEPH_STATX_ALL_STATS, 0, self._perm(cred)),
                 "ll_create",
             )
-            return Inode(stx.stx_ino, out[0]), StatX.from_cdata(stx), FileHandle(stx.stx_ino, fh[0])
+            inode = self._inode(stx, out[0])
+            return inode, self._stat(stx), FileHandle(inode.ino, fh[0])
 
     def read_into(self, fh: FileHandle, offset: int, buffer: Any) -> int:
         """Read up to len(buffer) bytes at `offset` into a writable buffer.
@@ -552,7 +570,7 @@ class CephClient:
         reports its size, before it unlocks. The bound API has no Fh-based
         getattr; ll_lookup_inode finds the Inode the Fh pins, in the cache.
         """
-        out = _inode_out()
+        out = _inode_out()  # appends are to head inodes only: snapshots are read-only
         check(lib.ceph_ll_lookup_inode(self._cmount, ffi.new("inodeno_t *", [fh.ino])[0], out),
               "ll_lookup_inode")
         try:
@@ -655,12 +673,12 @@ class CephClient:
     def _dir_entry(self, de: Any, stx: Any, offset: int, out: Any,
                    dots: bool) -> DirEntry | None:
         name = ffi.string(de.d_name)
-        inode = None if out == ffi.NULL else Inode(stx.stx_ino, out[0])
+        inode = None if out == ffi.NULL else self._inode(stx, out[0])
         if name in _DOTS:
             if inode is not None:
                 lib.ceph_ll_put(self._cmount, inode.ptr)
-            return DirEntry(name, StatX.from_cdata(stx), offset) if dots else None
-        return DirEntry(name, StatX.from_cdata(stx), offset, inode)
+            return DirEntry(name, self._stat(stx), offset) if dots else None
+        return DirEntry(name, self._stat(stx), offset, inode)
 
     def readdir_batch(
         self, dirh: DirHandle, offset: int, limit: int, *, want_inodes: bool = False,

@@ -64,13 +64,13 @@ class StatX:
     mask: int
 
     @classmethod
-    def from_cdata(cls, stx: Any) -> StatX:
-        """Copy a `struct ceph_statx *` into Python ints."""
-        (mask, blksize, nlink, uid, gid, mode, ino, size, blocks, _dev, rdev,
+    def from_cdata(cls, stx: Any, number: int) -> StatX:
+        """Copy a `struct ceph_statx *` into Python ints; `ino` is `number` (see vino.py)."""
+        (mask, blksize, nlink, uid, gid, mode, _ino, size, blocks, _dev, rdev,
          a_sec, a_nsec, c_sec, c_nsec, m_sec, m_nsec, b_sec, b_nsec,
          version) = STATX_FORMAT.unpack(ffi.buffer(stx))
         return cls(
-            ino=ino, mode=mode, nlink=nlink, uid=uid, gid=gid, rdev=rdev, size=size,
+            ino=number, mode=mode, nlink=nlink, uid=uid, gid=gid, rdev=rdev, size=size,
             blocks=blocks, blksize=blksize,
             atime_ns=a_sec * _NS + a_nsec,
             mtime_ns=m_sec * _NS + m_nsec,

@@ -64,6 +64,11 @@ NOW_TOLERANCE_NS = 1_000_000_000
 # Flags that acted when a file was first opened and must not act again when a
 # successor server opens it anew for the same kernel handle.
 FIRST_OPEN_ONLY = os.O_CREAT | os.O_EXCL | os.O_TRUNC
+# Never handed to libcephfs. The kernel already sends an O_DIRECT descriptor's reads
+# and writes straight here; libcephfs would then write them to the OSDs past its own
+# cache and leave the cache's old data of the range to every other reader on this
+# node, until the caps go (ceph-fuse shows it too: fsx found it).
+KERNEL_ONLY = os.O_DIRECT
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -341,7 +346,8 @@ class CephOperations(pyfuse3.Operations):
         record = self._record(fh, HandleKind.FILE)
         fuse_ino = self._inodes.to_fuse(record.ceph_ino)
         inode = await self._handle(fuse_ino)
-        handle = await self._ceph.open(inode, record.flags & ~FIRST_OPEN_ONLY, ROOT)
+        handle = await self._ceph.open(inode, record.flags & ~(FIRST_OPEN_ONLY | KERNEL_ONLY),
+                                       ROOT)
         of = await self._open_file(fuse_ino, handle, record.flags)
         of.unsynced = of.lost_writes = record.unsynced
         if record.unsynced:
@@ -597,7 +603,7 @@ class CephOperations(pyfuse3.Operations):
             self._writable()
         cred = self._cred(ctx)
         unchanged = await self._close_to_open(inode, cred)
-        handle = await self._ceph.open(await self._handle(inode), flags, cred)
+        handle = await self._ceph.open(await self._handle(inode), flags & ~KERNEL_ONLY, cred)
         if flags & os.O_TRUNC:
             self._changed_here(inode)
             self.invalidator.file_changed(handle.ino)
@@ -612,7 +618,7 @@ class CephOperations(pyfuse3.Operations):
         cred = self._cred(ctx)
         self._name_changed(parent_inode, name)
         handle, stx, fh = await self._ceph.create(
-            await self._handle(parent_inode), name, mode, flags, cred)
+            await self._handle(parent_inode), name, mode, flags & ~KERNEL_ONLY, cred)
         entry = await self._made(parent_inode, name, handle, stx)
         of = await self._open_file(entry.st_ino, fh, flags)
         return await self._new_file(of, unchanged=False), entry

@@ -616,3 +616,44 @@ def test_sync_inode_waits_for_a_directorys_changes(client: CephClient,
     finally:
         client.releasedir(handle)
     assert names[:2] == [b".", b".."] and b"sub" in names
+
+
+def test_a_snapshot_inode_is_found_by_its_number_in_another_client(
+        client_env: ClientEnv) -> None:
+    """What a successor server does with a snapshot number the kernel still holds:
+    it finds the snapshot's inode, not the live one it shares an inode number with."""
+    first = CephClient(str(client_env.conf), "admin", str(client_env.admin_keyring))
+    second = CephClient(str(client_env.conf), "admin", str(client_env.admin_keyring))
+    with first, second:
+        first.mount("/", timeout_s=20)
+        second.mount("/", timeout_s=20)
+        root = first.root()
+        name = f"s-{uuid.uuid4().hex[:12]}".encode()
+        directory, _ = first.mkdir(root, name, 0o755, ROOT)
+        _, _, fh = first.create(directory, b"f", 0o644, os.O_WRONLY, ROOT)
+        first.write(fh, 0, b"one")
+        first.release(fh)
+        snapdir, _ = first.lookup(directory, b".snap", ROOT)
+        snapshot, _ = first.mkdir(snapdir, b"s1", 0o755, ROOT)
+        kept, _ = first.lookup(snapshot, b"f", ROOT)
+        head, _ = first.lookup(directory, b"f", ROOT)
+        fh = first.open(head, os.O_WRONLY, ROOT)
+        first.write(fh, 0, b"two")
+        first.release(fh)
+        try:
+            assert kept.ino != head.ino
+            found = second.lookup_inode(kept.ino)
+            assert found.ino == kept.ino
+            fh = second.open(found, os.O_RDONLY, ROOT)
+            assert second.read(fh, 0, 10) == b"one"
+            second.release(fh)
+            second.put(found)
+        finally:
+            for inode in (kept, head, snapshot):
+                first.put(inode)
+            first.rmdir(snapdir, b"s1", ROOT)
+            first.put(snapdir)
+            _remove_tree(first, directory)
+            first.put(directory)
+            first.rmdir(root, name, ROOT)
+            first.put(root)

@@ -87,6 +87,18 @@ def cephmount_mount(client_env: ClientEnv, mount_root: Path) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def strict_mount(client_env: ClientEnv, mount_root: Path) -> Iterator[Path]:
+    """The subvolume mounted by cephmount in strict mode, for the whole session."""
+    mountpoint = mount_root / "cephmount-strict"
+    mountpoint.mkdir()
+    mount_cephmount(client_env, mountpoint, "coherence=strict")
+    try:
+        yield mountpoint
+    finally:
+        unmount(mountpoint)
+
+
+@pytest.fixture(scope="session")
 def ceph_fuse_mount(client_env: ClientEnv, mount_root: Path) -> Iterator[Path]:
     """The same subvolume mounted by ceph-fuse: the reference behaviour."""
     mountpoint = mount_root / "ceph-fuse"

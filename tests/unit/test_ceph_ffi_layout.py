@@ -107,7 +107,8 @@ def test_known_sizes() -> None:
 
 
 def test_statx_unpacking_matches_the_struct() -> None:
-    """StatX.from_cdata reads the raw bytes: every field must land right."""
+    """StatX.from_cdata reads the raw bytes: every field must land right (the number
+    stands for the inode number: see vino.py)."""
     assert STATX_FORMAT.size == ffi.sizeof("struct ceph_statx")
     stx = ffi.new("struct ceph_statx *")
     values = {"stx_mask": 0x1FFF, "stx_blksize": 4096, "stx_nlink": 3, "stx_uid": 1001,
@@ -119,7 +120,7 @@ def test_statx_unpacking_matches_the_struct() -> None:
     for index, name in enumerate(("stx_atime", "stx_ctime", "stx_mtime", "stx_btime")):
         getattr(stx, name).tv_sec = 1_700_000_000 + index
         getattr(stx, name).tv_nsec = 100 + index
-    assert StatX.from_cdata(stx) == StatX(
+    assert StatX.from_cdata(stx, 2**40 + 5) == StatX(
         ino=2**40 + 5, mode=0o100644, nlink=3, uid=1001, gid=1002, rdev=0x0801, size=2**33,
         blocks=77, blksize=4096,
         atime_ns=1_700_000_000_000_000_100, ctime_ns=1_700_000_001_000_000_101,
