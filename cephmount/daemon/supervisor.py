@@ -36,6 +36,7 @@ from cephmount.host.node import node_identity
 from cephmount.host.statedir import private_dir
 from cephmount.worker.config import (
     EXIT_SESSION_LOST,
+    STAGING_DIR,
     ControlRequest,
     VolumeSpec,
     WorkerStart,
@@ -73,7 +74,7 @@ class Volume:
 
     @property
     def staging(self) -> Path:
-        return self.directory / "mnt"
+        return self.directory / STAGING_DIR
 
     def info(self, stats: dict[str, object] | None = None) -> MountInfo:
         return MountInfo(

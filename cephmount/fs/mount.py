@@ -32,7 +32,7 @@ from cephmount.ceph.client import CephClient
 from cephmount.ceph.errors import CephError
 from cephmount.fs.operations import CephOperations
 from cephmount.fs.options import MountOptions, Source
-from cephmount.host import mountinfo, syscalls
+from cephmount.host import fuse, mountinfo, syscalls
 from cephmount.host.node import node_identity
 from cephmount.host.statedir import atomic_write, open_private, private_dir
 
@@ -45,6 +45,7 @@ LIBCEPHFS_OBJECT_CACHE = 64 << 20
 LIBCEPHFS_MAX_DIRTY = 48 << 20
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt parameters from glibc's malloc.h
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+READAHEAD_KIB = 1024  # the largest FUSE request libfuse 3.14 negotiates (256 pages)
 
 
 class MountError(Exception):
@@ -147,7 +148,7 @@ def _fuse_options(source: Source, options: MountOptions) -> set[str]:
     return chosen
 
 
-async def serve(operations: CephOperations,
+async def serve(operations: CephOperations, mountpoint: str,
                 setup: Callable[[trio.Nursery], Awaitable[None]] | None = None) -> None:
     """Run FUSE until the kernel ends the connection or a signal asks us to stop.
 
@@ -161,12 +162,24 @@ async def serve(operations: CephOperations,
         async with trio.open_nursery() as nursery:
             operations.attach(nursery)
             nursery.start_soon(_terminate_on_signal)
+            nursery.start_soon(_widen_readahead, mountpoint)
             if setup is not None:
                 await setup(nursery)
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
     finally:
         operations.invalidator.stop()
+
+
+async def _widen_readahead(mountpoint: str) -> None:
+    """Once INIT is answered, let the kernel read ahead (and so read) 1 MiB at a time.
+
+    Otherwise reads through the page cache come in 128 KiB requests, eight times as
+    many as with direct I/O (docs/performance.md).
+    """
+    await trio.to_thread.run_sync(os.stat, mountpoint)  # answered only after INIT
+    if not fuse.set_readahead(mountpoint, READAHEAD_KIB):
+        log.warning("cannot set the kernel's readahead of %s", mountpoint)
 
 
 async def _terminate_on_signal() -> None:
@@ -224,7 +237,7 @@ def run_foreground(source: Source, options: MountOptions, mountpoint: str,
                 with _recorded(MountRecord(path, str(source), os.getpid(),
                                            options.coherence.value)):
                     report("OK")
-                    trio.run(serve, operations)
+                    trio.run(serve, operations, path)
             finally:
                 hold_signals()
                 pyfuse3.close(unmount=True)

@@ -22,8 +22,9 @@ import select
 import stat
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
-from cephmount.host import syscalls
+from cephmount.host import mountinfo, syscalls
 
 FUSE_DEVICE = "/dev/fuse"
 FUSE_INIT = 26
@@ -95,6 +96,25 @@ def read_init(fd: int, timeout: float) -> bytes:
     if opcode != FUSE_INIT or length != len(data):
         raise FuseConnectionError(f"the kernel's first request is opcode {opcode}, not INIT")
     return data
+
+
+def set_readahead(mountpoint: str, kib: int) -> bool:
+    """Let the kernel read ahead `kib` KiB on the FUSE mount at `mountpoint`.
+
+    The kernel caps a FUSE mount's readahead at what the INIT reply allows (libfuse
+    answers the kernel's offer, 128 KiB) and sends reads of at most that size through
+    the page cache; so this must run once INIT is answered. Returns False when the
+    mount or its backing device is not found.
+    """
+    stacked = mountinfo.mounted_at(mountpoint)
+    if not stacked:
+        return False
+    setting = Path("/sys/class/bdi") / stacked[-1].device / "read_ahead_kb"
+    try:
+        setting.write_text(str(kib))
+    except OSError:
+        return False
+    return True
 
 
 def request_resend(fd: int) -> None:

@@ -13,6 +13,8 @@ from typing import Literal, TypeVar
 import msgspec
 
 MAX_MESSAGE = 1 << 20
+# The staging FUSE mount, in a volume's dir.
+STAGING_DIR = "mnt"
 # A worker's exit status when the cluster evicted or blocklisted its client.
 EXIT_SESSION_LOST = 75
 MessageT = TypeVar("MessageT", bound=msgspec.Struct)

@@ -30,6 +30,7 @@ from cephmount.fs.operations import CephOperations
 from cephmount.fs.options import Coherence, MountOptions, Source
 from cephmount.worker.config import (
     EXIT_SESSION_LOST,
+    STAGING_DIR,
     WorkerStart,
     WorkerState,
     receive,
@@ -110,7 +111,7 @@ def _serve(start: WorkerStart, client: CephClient, takeover: KernelTakeover,
         nursery.start_soon(_announce, takeover, bootstrap)
 
     try:
-        trio.run(fs_mount.serve, operations, setup)
+        trio.run(fs_mount.serve, operations, str(directory / STAGING_DIR), setup)
     finally:
         fs_mount.hold_signals()
         pyfuse3.close(unmount=False)

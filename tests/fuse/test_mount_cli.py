@@ -398,3 +398,20 @@ def test_stats_show_the_kernels_requests_and_their_sizes(cephmount_mount: Path,
     assert after["bytes_written"] - before["bytes_written"] == 3 * (1 << 20) + 1000
     assert after["ops"]["write"]["count"] - before["ops"].get("write", {}).get("count", 0) \
         == sum(grown.values())
+
+
+def test_cold_reads_come_in_whole_mebibytes(cephmount_mount: Path, ceph_fuse_mount: Path,
+                                            reference_workdir: Path) -> None:
+    """The kernel reads ahead 1 MiB on our mounts, not the 128 KiB INIT left it."""
+    (reference_workdir / "cold").write_bytes(os.urandom(8 << 20))  # another client wrote it
+
+    def read_sizes() -> dict[str, int]:
+        stats = json.loads(os.getxattr(cephmount_mount, "cephmount.stats"))["op_stats"]
+        sizes: dict[str, int] = stats.get("request_sizes", {}).get("read", {})
+        return sizes
+
+    before = read_sizes()
+    ours = cephmount_mount / reference_workdir.name / "cold"
+    assert ours.read_bytes() == (reference_workdir / "cold").read_bytes()
+    grown = {size: count - before.get(size, 0) for size, count in read_sizes().items()}
+    assert grown.get("1048576", 0) >= 4, grown
