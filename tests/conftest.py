@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,24 @@ def mounted_client(env: ClientEnv, admin_socket: str | None = None) -> CephClien
         client.close()
         raise
     return client
+
+
+def seconds_to_write_as_another_client(env: ClientEnv, name: bytes) -> float:
+    """How long another client takes to open `name` (in the subvolume's root), write and
+    fsync it: about a minute while a dead client's session still holds its caps."""
+    from cephmount.ceph.structs import ROOT
+
+    started = time.monotonic()
+    with mounted_client(env) as other:
+        root = other.root()
+        inode, _ = other.lookup(root, name, ROOT)
+        fh = other.open(inode, os.O_WRONLY, ROOT)
+        other.write(fh, 0, b"y")
+        other.fsync(fh)
+        other.release(fh)
+        other.put(inode)
+        other.put(root)
+    return time.monotonic() - started
 
 
 @pytest.fixture(scope="session")

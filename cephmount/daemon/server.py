@@ -27,6 +27,7 @@ from cephmount.daemon.protocol import (
     decode_request,
     encode,
 )
+from cephmount.host.sockets import serve_connections
 
 log = logging.getLogger("cephmount.daemon")
 REQUEST_TIMEOUT = 10.0
@@ -100,15 +101,7 @@ class ControlServer:
 
     async def serve(self, listener: trio.socket.SocketType,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        try:
-            async with trio.open_nursery() as nursery:
-                while True:
-                    conn, _ = await listener.accept()
-                    nursery.start_soon(self._serve_one, conn)
-        finally:
-            listener.close()
-            self.path.unlink(missing_ok=True)
+        await serve_connections(listener, self.path, self._serve_one, task_status)
 
     async def _serve_one(self, conn: trio.socket.SocketType) -> None:
         with conn:

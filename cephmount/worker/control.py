@@ -14,6 +14,7 @@ import msgspec
 import trio
 
 from cephmount.fs.operations import CephOperations
+from cephmount.host.sockets import serve_connections
 from cephmount.worker.config import MAX_MESSAGE, ControlRequest, Handover
 from cephmount.worker.takeover import KernelTakeover
 
@@ -35,15 +36,7 @@ class Control:
         await listener.bind(str(self._path))
         os.chmod(self._path, 0o600)
         listener.listen(8)
-        task_status.started()
-        try:
-            async with trio.open_nursery() as nursery:
-                while True:
-                    conn, _ = await listener.accept()
-                    nursery.start_soon(self._answer, conn)
-        finally:
-            listener.close()
-            self._path.unlink(missing_ok=True)
+        await serve_connections(listener, self._path, self._answer, task_status)
 
     async def _answer(self, conn: trio.socket.SocketType) -> None:
         with conn:
