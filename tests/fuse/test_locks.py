@@ -204,6 +204,21 @@ def test_a_killed_waiter_dies_and_leaves_no_lock(
     assert start(lockers, a / "f", "lockf-nb").outcome() == "done"
 
 
+def test_fcntl_locks_are_shared_with_ceph_fuse(
+        shared: tuple[Path, Path], ceph_fuse_mount: Path, nodes: tuple[Path, Path],
+        lockers: list[Locker]) -> None:
+    """ceph-fuse nodes and cephmount nodes exclude each other's fcntl locks."""
+    a, _ = shared
+    reference = ceph_fuse_mount / a.relative_to(nodes[0])
+    for holder_path, other_path in ((reference / "f", a / "f"), (a / "g", reference / "g")):
+        holder = start(lockers, holder_path, "lockf")
+        assert holder.outcome() == "done"
+        assert start(lockers, other_path, "lockf-nb").outcome() in (
+            f"error {errno.EAGAIN}", f"error {errno.EACCES}")
+        holder.release()
+        assert start(lockers, other_path, "lockf-nb").outcome() == "done"
+
+
 def test_closing_any_descriptor_drops_the_process_locks(shared: tuple[Path, Path]) -> None:
     """POSIX: a process's locks on a file go with the close of any of its descriptors."""
     a, b = shared
