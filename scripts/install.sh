@@ -59,7 +59,10 @@ if ! has_patched_pyfuse3; then
     build=$(mktemp -d)
     trap 'rm -rf "$build"' EXIT
     PIP=("$VENV/bin/pip" --disable-pip-version-check -q)
-    "${PIP[@]}" download --no-deps --no-binary :all: -d "$build" -r "$PATCHES/requirements.txt"
+    # Only pyfuse3 from source: its build dependencies come as wheels, pinned.
+    BUILD_PIP=(env PIP_CONSTRAINT="$PWD/$PATCHES/build-constraints.txt" "${PIP[@]}")
+    "${BUILD_PIP[@]}" download --no-deps --no-binary pyfuse3 -d "$build" \
+        -r "$PATCHES/requirements.txt"
     tar -xzf "$build"/pyfuse3-3.5.0.tar.gz -C "$build"
     src="$build/pyfuse3-3.5.0"
     for patch in "$PATCHES"/*.patch; do
@@ -67,9 +70,8 @@ if ! has_patched_pyfuse3; then
     done
     # The sdist's C file was generated from the unpatched sources: never build from it.
     rm "$src/src/pyfuse3/__init__.c"
-    PIP_CONSTRAINT="$PWD/$PATCHES/build-constraints.txt" \
-        SETUPTOOLS_SCM_PRETEND_VERSION="$pyfuse3_version" \
-        "${PIP[@]}" wheel --no-deps -w "$build/dist" "$src"
+    SETUPTOOLS_SCM_PRETEND_VERSION="$pyfuse3_version" \
+        "${BUILD_PIP[@]}" wheel --no-deps -w "$build/dist" "$src"
     wheel=$(echo "$build"/dist/pyfuse3-*.whl)
     "${PIP[@]}" install --no-deps --force-reinstall "$wheel"
     "${PIP[@]}" install "$wheel"  # its dependencies (trio)
