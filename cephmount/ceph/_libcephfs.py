@@ -177,6 +177,8 @@ int ceph_ll_write(struct ceph_mount_info *cmount, struct Fh *filehandle, int64_t
 int ceph_ll_fsync(struct ceph_mount_info *cmount, struct Fh *fh, int syncdataonly);
 int ceph_ll_sync_inode(struct ceph_mount_info *cmount, struct Inode *in, int syncdataonly);
 int ceph_ll_close(struct ceph_mount_info *cmount, struct Fh *filehandle);
+int ceph_ll_fallocate(struct ceph_mount_info *cmount, struct Fh *fh, int mode,
+                      int64_t offset, int64_t length);
 int ceph_ll_getxattr(struct ceph_mount_info *cmount, struct Inode *in, const char *name,
                      void *value, size_t size, const UserPerm *perms);
 int ceph_ll_setxattr(struct ceph_mount_info *cmount, struct Inode *in, const char *name,

@@ -9,7 +9,11 @@ and they never wait for the network, only for the client lock, which
 libcephfs holds briefly.
 
 Calls are not cancellable once started: abandoning one could leak the
-reference or handle it returns, and the thread would go on anyway.
+reference or handle it returns, and the thread would go on anyway. Nothing here
+waits for a lock held elsewhere in a thread: a thread waiting on another node
+would hold a token of the limiter for as long, and sixteen such waits would
+stall every call of the mount. Waits poll non-blocking tries instead
+(`until_granted`), sleeping in trio between them, where they can be cancelled.
 
 Callbacks (`sync.register_callbacks`) arrive on libcephfs threads; to act in
 trio from one, use a `trio.lowlevel.TrioToken`.
@@ -18,15 +22,26 @@ trio from one, use a `trio.lowlevel.TrioToken`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 import trio
 
-from cephmount.ceph.client import CephClient
+from cephmount.ceph.client import CephClient, lock_poll_delays
+from cephmount.ceph.structs import FileHandle
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+async def until_granted(attempt: Callable[[], Awaitable[R | None]]) -> R:
+    """Repeat `attempt` (a try for a lock held elsewhere) until it gives a result."""
+    for delay in lock_poll_delays():
+        result = await attempt()
+        if result is not None:
+            return result
+        await trio.sleep(delay)
+    raise AssertionError("lock_poll_delays never ends")
 
 
 def _in_thread(
@@ -97,12 +112,17 @@ class AsyncCephClient:
     read = _in_thread(CephClient.read)
     read_into = _in_thread(CephClient.read_into)
     write = _in_thread(CephClient.write)
-    append = _in_thread(CephClient.append)
+    try_append = _in_thread(CephClient.try_append)
+
+    async def append(self, fh: FileHandle, data: Any, owner: int) -> int:
+        """CephClient.append, waiting in trio (not in a thread) while another client appends."""
+        return await until_granted(lambda: self.try_append(fh, data, owner))
     fsync = _in_thread(CephClient.fsync)
     sync_inode = _in_thread(CephClient.sync_inode)
     release = _in_thread(CephClient.release)
     getlk = _in_thread(CephClient.getlk)
     setlk = _in_thread(CephClient.setlk)
+    fallocate = _in_thread(CephClient.fallocate)
 
     opendir = _in_thread(CephClient.opendir)
     readdir_batch = _in_thread(CephClient.readdir_batch)

@@ -22,7 +22,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -55,6 +55,19 @@ _DOTS = (b".", b"..")
 # The byte `append` locks: the last one an off_t can address. No data lives
 # there, so only other locks that run to the end of the file cover it.
 _APPEND_LOCK_START = (1 << 63) - 1
+# Waiting for a lock polls with non-blocking tries, from the first delay doubling
+# up to the last: libcephfs's own wait (ll_setlk with sleep) holds its thread until
+# the lock is granted and cannot be interrupted (the API has no ll_interrupt).
+LOCK_POLL_FIRST_S = 0.002
+LOCK_POLL_MAX_S = 0.05
+
+
+def lock_poll_delays() -> Iterator[float]:
+    """The pauses between tries of a lock that is held elsewhere."""
+    delay = LOCK_POLL_FIRST_S
+    while True:
+        yield delay
+        delay = min(delay * 2, LOCK_POLL_MAX_S)
 
 
 class _Gate:
@@ -541,23 +554,55 @@ class CephClient:
 
         The lock is `owner`'s, on the file's last possible byte, so only
         locks running to the end of the file conflict with it: then this
-        waits for them (holding its thread). Pass the owner the writer uses
-        for its own POSIX locks, if any, or it could wait for itself.
+        waits for them (polling, holding its thread; `try_append` does not wait).
+        """
+        for delay in lock_poll_delays():
+            offset = self.try_append(fh, data, owner)
+            if offset is not None:
+                return offset
+            time.sleep(delay)
+        raise AssertionError("lock_poll_delays never ends")
+
+    def try_append(self, fh: FileHandle, data: Any, owner: int,
+                   covering_owners: Collection[int] = ()) -> int | None:
+        """`append` if no other client's lock is in the way, else None (nothing written).
+
+        A lock of one of `covering_owners` (owners of this client) on the append
+        byte does not stand in the way: it keeps every other client's append out
+        as well as the append lock would. Without this, a process that locks the
+        whole file and then appends would wait for itself.
         """
         with self._appends.hold(fh.ino), self._gate:
-            self._append_lock(fh, fcntl.F_WRLCK, owner)
+            locked = self._try_lock(fh, Lock(fcntl.F_WRLCK, _APPEND_LOCK_START, 1), owner)
+            if not locked and not self._covered(fh, covering_owners):
+                return None
             try:
                 offset = self._cluster_size(fh)
                 self._write_all(fh, offset, data)
                 check(lib.ceph_ll_fsync(self._cmount, fh.ptr, 0), "ll_fsync")
             finally:
-                self._append_lock(fh, fcntl.F_UNLCK, owner)
+                if locked:
+                    check(lib.ceph_ll_setlk(self._cmount, fh.ptr,
+                                            _flock(Lock(fcntl.F_UNLCK, _APPEND_LOCK_START, 1)),
+                                            owner, 0), "ll_setlk", "the append lock")
             return offset
 
-    def _append_lock(self, fh: FileHandle, kind: int, owner: int) -> None:
-        lock = Lock(kind, _APPEND_LOCK_START, 1)
-        check(lib.ceph_ll_setlk(self._cmount, fh.ptr, _flock(lock), owner, 1), "ll_setlk",
-              "the append lock")
+    def _try_lock(self, fh: FileHandle, lock: Lock, owner: int) -> bool:
+        """Take a POSIX lock without waiting; False when another owner's lock conflicts."""
+        ret = lib.ceph_ll_setlk(self._cmount, fh.ptr, _flock(lock), owner, 0)
+        if ret == -errno.EAGAIN:
+            return False
+        check(ret, "ll_setlk")
+        return True
+
+    def _covered(self, fh: FileHandle, owners: Collection[int]) -> bool:
+        """Whether one of `owners` holds every lock that conflicts with the append lock."""
+        for owner in owners:
+            flock = _flock(Lock(fcntl.F_WRLCK, _APPEND_LOCK_START, 1))
+            check(lib.ceph_ll_getlk(self._cmount, fh.ptr, flock, owner), "ll_getlk")
+            if flock.l_type == fcntl.F_UNLCK:
+                return True
+        return False
 
     def _cluster_size(self, fh: FileHandle) -> int:
         """The file's size, current for whoever holds the append lock.
@@ -615,15 +660,22 @@ class CephClient:
             check(lib.ceph_ll_getlk(self._cmount, fh.ptr, flock, owner), "ll_getlk")
             return Lock(flock.l_type, flock.l_start, flock.l_len, flock.l_pid)
 
-    def setlk(self, fh: FileHandle, lock: Lock, owner: int, wait: bool = False) -> None:
-        """Take or release (F_UNLCK) a POSIX lock for `owner`.
+    def setlk(self, fh: FileHandle, lock: Lock, owner: int) -> None:
+        """Take or release (F_UNLCK) a POSIX lock for `owner`, without waiting.
 
-        With `wait` this blocks until the lock is granted: it then holds its
-        thread for that long (and cannot be cancelled).
+        A lock of another owner in the way raises CephError(EAGAIN): wait by
+        trying again (see `lock_poll_delays`).
         """
         with self._gate:
-            check(lib.ceph_ll_setlk(self._cmount, fh.ptr, _flock(lock), owner, int(wait)),
-                  "ll_setlk")
+            if not self._try_lock(fh, lock, owner):
+                raise CephError(errno.EAGAIN, "ll_setlk")
+
+    def fallocate(self, fh: FileHandle, mode: int, offset: int, length: int) -> None:
+        """fallocate(2) on an open file: libcephfs takes modes 0, KEEP_SIZE and
+        PUNCH_HOLE|KEEP_SIZE, and answers EOPNOTSUPP to the others."""
+        with self._gate:
+            check(lib.ceph_ll_fallocate(self._cmount, fh.ptr, mode, offset, length),
+                  "ll_fallocate")
 
     # --- directories -------------------------------------------------------
 

@@ -8,7 +8,9 @@ See docs/filesystem.md for the thread model.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import functools
 import json
 import logging
@@ -22,7 +24,7 @@ import pyfuse3
 import trio
 from cachetools import LRUCache, TTLCache
 
-from cephmount.ceph.aio import AsyncCephClient
+from cephmount.ceph.aio import AsyncCephClient, until_granted
 from cephmount.ceph.errors import CephError
 from cephmount.ceph.structs import (
     NOW,
@@ -32,6 +34,7 @@ from cephmount.ceph.structs import (
     DirHandle,
     FileHandle,
     Inode,
+    Lock,
     StatX,
 )
 from cephmount.fs.cache import BlockCache, ExpiringMap, block_size_for
@@ -47,6 +50,9 @@ log = logging.getLogger(__name__)
 READDIR_BATCH = 256
 # Our POSIX lock owner for appends; other nodes are other clients, so they conflict.
 APPEND_LOCK_OWNER = 0x63657068
+# flock(2) operations as POSIX lock types: flock locks are whole-file POSIX locks here.
+FLOCK_TYPES = {fcntl.LOCK_SH: fcntl.F_RDLCK, fcntl.LOCK_EX: fcntl.F_WRLCK,
+               fcntl.LOCK_UN: fcntl.F_UNLCK}
 ATTR_CACHE_ENTRIES = 65536
 # Read on the mount's root (`getfattr -n cephmount.stats MOUNT`): the cache counters and,
 # under "op_stats", the per-request counters and request sizes, as JSON.
@@ -147,6 +153,8 @@ class CephOperations(pyfuse3.Operations):
     supports_dot_lookup = True
     enable_writeback_cache = False
     enable_acl = False
+    enable_posix_locks = True
+    enable_flock_locks = True
 
     def __init__(self, ceph: AsyncCephClient, root: Inode,
                  coherence: Coherence = Coherence.DEFAULT, cache_bytes: int = 256 << 20,
@@ -178,6 +186,7 @@ class CephOperations(pyfuse3.Operations):
         self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._reader = CachedReader(ceph, self.blocks)
         self._append_locks: dict[int, trio.Lock] = {}
+        self._lock_owners: dict[int, set[int]] = {}  # ceph inode -> owners that took locks
         self._block_sizes: LRUCache[int, int] = LRUCache(maxsize=ATTR_CACHE_ENTRIES)
         self._xattrs: ExpiringMap[dict[bytes, bytes | None]] = ExpiringMap(
             ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
@@ -670,11 +679,20 @@ class CephOperations(pyfuse3.Operations):
         """Append at the end of the file as the cluster knows it, not the kernel's idea of it.
 
         The kernel picks an O_APPEND offset from its cached size, which another node's
-        appends have made stale; the client's `append` serialises appends across nodes.
+        appends have made stale; the client's `try_append` serialises appends across
+        nodes. A lock of a local owner that covers the append lock lets the append
+        through (the writer may be that owner). While another node's lock is in the
+        way this polls, holding neither a worker thread nor the file's append lock
+        between tries, so unlocks (which wait for the append lock) are never stuck.
         """
         lock = self._append_locks.setdefault(of.ino, trio.Lock())
-        async with lock:
-            await self._ceph.append(of.handle, data, APPEND_LOCK_OWNER)
+
+        async def attempt() -> int | None:
+            async with lock:
+                return await self._ceph.try_append(
+                    of.handle, data, APPEND_LOCK_OWNER, tuple(self._lock_owners.get(of.ino, ())))
+
+        await until_granted(attempt)
         self.invalidator.file_changed(of.ino)
         return len(data)
 
@@ -722,6 +740,84 @@ class CephOperations(pyfuse3.Operations):
                     del self._open_for_writing[of.ino]
             await self._reader.quiesce(of)
             await self._ceph.release(of.handle)
+
+    @ceph_errors
+    async def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
+        """Modes as libcephfs takes them (EOPNOTSUPP for the rest, as on ceph-fuse)."""
+        self._writable()
+        of = await self._file(fh)
+        self._changed_here(of.fuse_ino)
+        await self._ceph.fallocate(of.handle, mode, offset, length)
+        self.blocks.drop_range(of.ino, offset, offset + length, of.block_size)
+        self.invalidator.file_changed(of.ino)
+
+    # -- locks (docs/filesystem.md, "Locks") ------------------------------------------
+
+    @ceph_errors
+    async def getlk(self, inode: int, fh: int, owner: int, type: int, start: int,
+                    length: int, pid: int,
+                    ctx: pyfuse3.RequestContext) -> tuple[int, int, int, int]:
+        of = await self._file(fh)
+        found = await self._ceph.getlk(of.handle, Lock(type, start, length, pid), owner)
+        return found.type, found.start, found.length, found.pid
+
+    @ceph_errors
+    async def setlk(self, inode: int, fh: int, owner: int, type: int, start: int,
+                    length: int, pid: int, sleep: bool, ctx: pyfuse3.RequestContext) -> None:
+        await self._set_lock(await self._file(fh), owner, Lock(type, start, length, pid), sleep)
+
+    @ceph_errors
+    async def flock(self, inode: int, fh: int, owner: int, op: int,
+                    ctx: pyfuse3.RequestContext) -> None:
+        """A flock lock is a POSIX lock on the whole file, of the open file's own owner.
+
+        libcephfs 16 has no flock call on an Fh (only `ceph_flock` on its own
+        descriptors), so this does what Linux's NFS client does: flock and fcntl
+        locks then conflict with each other, and ceph-fuse's flock locks do not see
+        ours. docs/filesystem.md says what this means.
+        """
+        try:
+            kind = FLOCK_TYPES[op & ~fcntl.LOCK_NB]
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.EINVAL) from None
+        await self._set_lock(await self._file(fh), owner, Lock(kind, 0, 0),
+                             wait=not op & fcntl.LOCK_NB)
+
+    async def _set_lock(self, of: OpenFile, owner: int, lock: Lock, wait: bool) -> None:
+        """Take, change or release `owner`'s lock; waiting polls, so it holds no thread.
+
+        Owners that never took a lock on the file here have nothing to release:
+        close(2) of every descriptor asks, and must not cost an MDS round trip.
+        An unlock waits for an append in flight, which may be relying on the lock.
+        """
+        owners = self._lock_owners.get(of.ino, set())
+        if lock.type == fcntl.F_UNLCK:
+            if owner not in owners:
+                return
+            async with self._append_locks.get(of.ino) or contextlib.nullcontext():
+                await self._ceph.setlk(of.handle, lock, owner)
+            if lock.start == 0 and lock.length == 0:
+                self._drop_lock_owner(of.ino, owner)
+            return
+
+        async def attempt() -> bool | None:
+            try:
+                await self._ceph.setlk(of.handle, lock, owner)
+            except CephError as exc:
+                if exc.errno != errno.EAGAIN or not wait:
+                    raise
+                return None
+            self._lock_owners.setdefault(of.ino, set()).add(owner)
+            return True
+
+        await until_granted(attempt)  # an interrupt (a signal to the waiter) cancels it
+
+    def _drop_lock_owner(self, ino: int, owner: int) -> None:
+        owners = self._lock_owners.get(ino)
+        if owners is not None:
+            owners.discard(owner)
+            if not owners:
+                del self._lock_owners[ino]
 
     # -- directories -------------------------------------------------------------------
 
