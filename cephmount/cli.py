@@ -133,8 +133,7 @@ def _list(args: argparse.Namespace) -> int:
                              "daemon": True, "volume": info.mount_id})
     for record in fs_mount.list_mounts():
         if record.mountpoint not in daemon_paths:
-            alive = record.pid > 0 and os.path.exists(f"/proc/{record.pid}")
-            rows.append({**record.__dict__, "state": "serving" if alive else "dead",
+            rows.append({**record.__dict__, "state": _standalone_state(record.pid),
                          "daemon": False})
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -144,6 +143,14 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{row['mountpoint']}\t{row['source']}\tpid={row['pid'] or '?'}\t"
               f"coherence={row['coherence'] or '?'}\t{row['state']}\t{how}")
     return 0
+
+
+def _standalone_state(pid: int) -> str:
+    """A standalone mount's: its process serves it, or is gone; unknown without a record
+    (a mount of another daemon, or of a process that kept none)."""
+    if not pid:
+        return "unknown"
+    return "serving" if os.path.exists(f"/proc/{pid}") else "dead"
 
 
 def _status(args: argparse.Namespace) -> int:

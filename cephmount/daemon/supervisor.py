@@ -115,7 +115,12 @@ class Supervisor:
         async with volume.lock:
             if volume.stopping:
                 raise ProtocolError(f"volume {mount_id} is being unmounted; retry", "busy")
-            await self._add_target(volume, request.target, request.read_only)
+            try:
+                await self._add_target(volume, request.target, request.read_only)
+            except BaseException:
+                if not volume.record.targets:  # made for this target alone: leave nothing
+                    await self._stop(volume)
+                raise
         return volume.info()
 
     async def unmount(self, request: Unmount) -> MountInfo:

@@ -529,3 +529,19 @@ def test_a_worker_stopped_by_sigterm_flushes_for_its_successor(daemon: DaemonPro
         wait_for(lambda: daemon.mounts()[0].restarts == 1, what="a successor")
         os.fsync(file.fileno())
     assert (target / "file").read_bytes() == b"written before the stop"
+
+
+def test_a_busy_target_leaves_no_volume_behind(daemon: DaemonProcess, target_dir: Path) -> None:
+    target = target_dir / "taken"
+    target.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "other", str(target)], check=True,
+                   timeout=30)
+    try:
+        with pytest.raises(daemon_client.DaemonError) as busy:
+            daemon.mount(target)
+        assert busy.value.code == "busy"
+        assert daemon.mounts() == []
+        assert fuse_mounts_of(daemon) == []
+        assert mountinfo.mounted_at(target)[-1].fs_type == "tmpfs"
+    finally:
+        subprocess.run(["umount", str(target)], check=True, timeout=30)

@@ -74,16 +74,22 @@ def mount_root() -> Iterator[Path]:
         root.rmdir()
 
 
-@pytest.fixture(scope="session")
-def cephmount_mount(client_env: ClientEnv, mount_root: Path) -> Iterator[Path]:
-    """The subvolume mounted by cephmount (default coherence), for the whole session."""
-    mountpoint = mount_root / "cephmount"
-    mountpoint.mkdir()
-    mount_cephmount(client_env, mountpoint)
+@contextlib.contextmanager
+def cephmount_at(env: ClientEnv, mountpoint: Path, extra: str = "") -> Iterator[Path]:
+    """The subvolume mounted by cephmount at `mountpoint`, unmounted afterwards."""
+    mountpoint.mkdir(exist_ok=True)
+    mount_cephmount(env, mountpoint, extra)
     try:
         yield mountpoint
     finally:
         unmount(mountpoint)
+
+
+@pytest.fixture(scope="session")
+def cephmount_mount(client_env: ClientEnv, mount_root: Path) -> Iterator[Path]:
+    """The subvolume mounted by cephmount (default coherence), for the whole session."""
+    with cephmount_at(client_env, mount_root / "cephmount") as mountpoint:
+        yield mountpoint
 
 
 @pytest.fixture(scope="session")

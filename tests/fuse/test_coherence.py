@@ -6,6 +6,7 @@ Node A and B are cephmount mounts in the default mode, S one in strict mode; the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import mmap
@@ -22,7 +23,7 @@ import pytest
 
 from cephmount.devcluster import ClientEnv
 from cephmount.fs.mount import LIBCEPHFS_OBJECT_CACHE
-from tests.fuse.conftest import cephmount_cli, mount_cephmount, unmount
+from tests.fuse.conftest import cephmount_at, cephmount_cli
 
 pytestmark = [pytest.mark.fuse, pytest.mark.cluster]
 
@@ -43,18 +44,12 @@ class Node:
 
 @pytest.fixture(scope="module")
 def nodes(client_env: ClientEnv, mount_root: Path) -> Iterator[dict[str, Node]]:
-    made: dict[str, Node] = {}
-    try:
-        for name, extra in (("a", ""), ("b", ""), ("c", ""), ("strict", "coherence=strict"),
-                            ("small", "cache_size=32M"), ("nocache", "cache_size=0")):
-            mountpoint = mount_root / f"coherence-{name}"
-            mountpoint.mkdir()
-            mount_cephmount(client_env, mountpoint, extra)
-            made[name] = Node(mountpoint)
-        yield made
-    finally:
-        for node in made.values():
-            unmount(node.root)
+    with contextlib.ExitStack() as mounts:
+        yield {name: Node(mounts.enter_context(
+                   cephmount_at(client_env, mount_root / f"coherence-{name}", extra)))
+               for name, extra in (("a", ""), ("b", ""), ("c", ""),
+                                   ("strict", "coherence=strict"),
+                                   ("small", "cache_size=32M"), ("nocache", "cache_size=0"))}
 
 
 @pytest.fixture

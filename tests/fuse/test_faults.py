@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cephmount.devcluster import ClientEnv, DevCluster
-from tests.fuse.conftest import mount_cephmount, scratch_dir, unmount
+from tests.fuse.conftest import cephmount_at, scratch_dir
 
 pytestmark = [pytest.mark.fuse, pytest.mark.cluster]
 
@@ -66,13 +66,8 @@ class Workload:
 
 @pytest.fixture
 def fault_mount(client_env: ClientEnv, mount_root: Path) -> Iterator[Path]:
-    mountpoint = mount_root / "faults"
-    mountpoint.mkdir(exist_ok=True)
-    mount_cephmount(client_env, mountpoint)
-    try:
+    with cephmount_at(client_env, mount_root / "faults") as mountpoint:
         yield mountpoint
-    finally:
-        unmount(mountpoint)
 
 
 @pytest.mark.parametrize("daemon", ["mds.a", "osd.0"])

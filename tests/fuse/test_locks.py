@@ -7,6 +7,7 @@ do; ceph-fuse on the same cluster is the reference for fallocate.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from cephmount.devcluster import ClientEnv
-from tests.fuse.conftest import mount_cephmount, unmount
+from tests.fuse.conftest import cephmount_at
 
 pytestmark = [pytest.mark.fuse, pytest.mark.cluster]
 
@@ -87,18 +88,10 @@ class Locker:
 
 @pytest.fixture(scope="module")
 def nodes(client_env: ClientEnv, mount_root: Path) -> Iterator[tuple[Path, Path]]:
-    made: list[Path] = []
-    try:
-        for name in ("locks-a", "locks-b"):
-            mountpoint = mount_root / name
-            mountpoint.mkdir()
-            made.append(mountpoint)
-            mount_cephmount(client_env, mountpoint)
-        yield made[0], made[1]
-    finally:
-        for mountpoint in made:
-            unmount(mountpoint)
-            mountpoint.rmdir()
+    with contextlib.ExitStack() as mounts:
+        a, b = (mounts.enter_context(cephmount_at(client_env, mount_root / name))
+                for name in ("locks-a", "locks-b"))
+        yield a, b
 
 
 @pytest.fixture

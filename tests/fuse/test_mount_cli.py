@@ -307,6 +307,15 @@ def test_records_of_a_killed_mount_are_removed(client_env: ClientEnv, tmp_path: 
     asok_path = fs_mount._record_path(str(mountpoint), ".asok")
     assert json_path.exists() and asok_path.exists()
     os.kill(record.pid, signal.SIGKILL)
+
+    def states() -> list[str]:
+        listed = json.loads(cephmount_cli("list", "--json").stdout)
+        return [row["state"] for row in listed if row["mountpoint"] == str(mountpoint)]
+
+    deadline = time.monotonic() + 20
+    while states() != ["dead"]:
+        assert time.monotonic() < deadline, states()
+        time.sleep(0.2)
     subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=True, timeout=30)
     listing = cephmount_cli("list")
     assert listing.returncode == 0 and str(mountpoint) not in listing.stdout

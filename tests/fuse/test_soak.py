@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cephmount.devcluster import ClientEnv
-from tests.fuse.conftest import cephmount_cli, mount_cephmount, scratch_dir, unmount
+from tests.fuse.conftest import cephmount_at, cephmount_cli, scratch_dir
 from tests.soak.churn import churn, rss_bytes, stats
 
 pytestmark = [pytest.mark.fuse, pytest.mark.cluster]
@@ -28,13 +28,8 @@ PER_INODE = ("inodes", "tracked_inodes", "generations", "append_locks", "block_s
 
 @pytest.fixture
 def soak_mount(client_env: ClientEnv, mount_root: Path) -> Iterator[Path]:
-    mountpoint = mount_root / "soak"
-    mountpoint.mkdir()
-    mount_cephmount(client_env, mountpoint)
-    try:
+    with cephmount_at(client_env, mount_root / "soak") as mountpoint:
         yield mountpoint
-    finally:
-        unmount(mountpoint)
 
 
 def test_bookkeeping_and_memory_stay_flat_as_files_come_and_go(soak_mount: Path) -> None:
