@@ -31,24 +31,18 @@ from cephmount.fs.options import (
 from cephmount.kube import commands as kube_commands
 
 DEFAULT_CONF = "/etc/ceph/ceph.conf"
+LAZY_USER_ERRORS = (
+    ("cephmount.fs.mount", "MountError"), ("cephmount.ceph.errors", "CephError"),
+    ("cephmount.ceph.admin", "CephAdminError"), ("cephmount.devcluster", "DevClusterError"),
+    ("cephmount.daemon.policy", "PolicyError"), ("cephmount.kube.volumes", "VolumeError"))
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors a user can act on: printed as one line, never as a traceback."""
     errors: list[type[BaseException]] = [MountOptionError, daemon_client.DaemonError, OSError]
-    modules = sys.modules
-    if "cephmount.fs.mount" in modules:
-        errors.append(modules["cephmount.fs.mount"].MountError)
-    if "cephmount.ceph.errors" in modules:
-        errors.append(modules["cephmount.ceph.errors"].CephError)
-    if "cephmount.ceph.admin" in modules:
-        errors.append(modules["cephmount.ceph.admin"].CephAdminError)
-    if "cephmount.devcluster" in modules:
-        errors.append(modules["cephmount.devcluster"].DevClusterError)
-    if "cephmount.daemon.policy" in modules:
-        errors.append(modules["cephmount.daemon.policy"].PolicyError)
-    if "cephmount.kube.volumes" in modules:
-        errors.append(modules["cephmount.kube.volumes"].VolumeError)
+    for module, name in LAZY_USER_ERRORS:  # only modules loaded can have raised them
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
 
 

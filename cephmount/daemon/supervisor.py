@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import itertools
 import logging
 import os
 import shutil
@@ -244,7 +245,8 @@ class Supervisor:
 
     async def _replace(self, volume: Volume) -> None:
         """Start a successor on the same FUSE connection, retrying with a growing pause."""
-        for attempt, pause in enumerate(RESTART_BACKOFF * 100):
+        pauses = itertools.chain(RESTART_BACKOFF, itertools.repeat(RESTART_BACKOFF[-1]))
+        for attempt, pause in enumerate(pauses):
             await trio.sleep(pause)
             async with volume.lock:
                 if volume.stopping:
