@@ -49,7 +49,8 @@ from importlib.metadata import version
 
 import pyfuse3
 
-handlers = ("getlk", "setlk", "flock", "fallocate", "enable_posix_locks")
+handlers = ("getlk", "setlk", "flock", "fallocate", "enable_posix_locks",
+            "enable_readdirplus_auto")
 sys.exit(version("pyfuse3") != sys.argv[1]
          or not all(hasattr(pyfuse3.Operations, name) for name in handlers))
 PY

@@ -260,6 +260,10 @@ class ExpiringMap(Generic[V]):
         with self._lock:
             self._items.pop(key, None)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
     def drop_where(self, predicate: Callable[[object], bool]) -> None:
         with self._lock:
             for key in [k for k in self._items if predicate(k)]:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyfuse3
+from cachetools import LRUCache
 
 from cephmount.ceph.structs import StatX
 from cephmount.fs.cache import BlockCache, ExpiringMap
@@ -92,7 +93,9 @@ class ChangeTracker:
         self._seen.pop(ino, None)
 
     def __len__(self) -> int:
-        return len(self._seen)
+        """Records kept, over every inode: a long-lived mount's must stay flat."""
+        return sum(len(per_inode) for per_inode in
+                   (self._seen, self._stats, self._statted, self._listed_in))
 
 
 class Invalidator:
@@ -152,6 +155,11 @@ class Invalidator:
             self._entries.drop((parent, name))
             self._notify(pyfuse3.invalidate_entry, parent, name)
 
+    def drop_kernel_cache_now(self, fuse_ino: int) -> None:
+        """Drop the kernel's pages (a directory's: its cached listing) before returning;
+        for a worker thread, never the trio thread."""
+        self._notify(pyfuse3.invalidate_inode, fuse_ino)
+
     def _drop_inode(self, ino: int) -> None:
         self._blocks.invalidate(ino)
         fuse_ino = self._to_fuse(ino)
@@ -165,3 +173,69 @@ class Invalidator:
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.ENOTCONN, errno.EBADF):
                 raise
+
+
+class ListingVersions:
+    """Whether the kernel may serve a directory's listing from its own cache.
+
+    The kernel caches a listing (FOPEN_CACHE_DIR) and drops it by itself only for
+    changes made through this mount; another node's create, unlink or rename moves
+    the directory's change counter and times, which an opendir's synced getattr sees
+    (the MDS gathers them first). A directory that moved gets its cached listing
+    dropped before the open is answered.
+
+    A cached listing refreshes no names: the `stat` of each entry that follows
+    (`ls -l`, `du`) then costs a LOOKUP, mostly an MDS round trip, where a fresh
+    READDIRPLUS listing leaves a cheaper GETATTR. So a directory whose listing was
+    followed by lookups or getattrs of its entries is listed afresh for a while.
+    """
+
+    LOOKUPS_MEAN_STATS = 16
+    FRESH_FOR = 60.0  # seconds a directory that is listed and statted is listed afresh
+
+    def __init__(self, maxsize: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seen: LRUCache[int, tuple[int, int, int]] = LRUCache(maxsize=maxsize)
+        self._stats: LRUCache[int, int] = LRUCache(maxsize=maxsize)  # since the last open
+        self._statted: LRUCache[int, float] = LRUCache(maxsize=maxsize)
+        self._listed_in: LRUCache[int, int] = LRUCache(maxsize=maxsize)  # entry -> directory
+        self._clock = clock
+
+    def may_cache(self, ino: int) -> bool:
+        """Whether to let the kernel cache the listing at this open (not for a while
+        after a listing was followed by lookups or getattrs of its entries)."""
+        if self._stats.pop(ino, 0) >= self.LOOKUPS_MEAN_STATS:
+            self._statted[ino] = self._clock() + self.FRESH_FOR
+        self._stats[ino] = 0
+        return self._statted.get(ino, 0.0) <= self._clock()
+
+    def listed(self, entry_ino: int, parent_ino: int) -> None:
+        """`entry_ino` went to the kernel in a READDIRPLUS listing of `parent_ino`."""
+        self._listed_in[entry_ino] = parent_ino
+
+    def looked_up(self, parent_ino: int) -> None:
+        """Count a lookup of an entry of `parent_ino`."""
+        count = self._stats.get(parent_ino)
+        if count is not None:
+            self._stats[parent_ino] = count + 1
+
+    def statted(self, entry_ino: int) -> None:
+        """Count a getattr of an entry a listing sent."""
+        parent = self._listed_in.get(entry_ino)
+        if parent is not None:
+            self.looked_up(parent)
+
+    def unchanged(self, ino: int, stx: StatX) -> bool:
+        """Whether `ino` looks as at the last call; remember how it looks now."""
+        now = (stx.version, stx.mtime_ns, stx.ctime_ns)
+        same = self._seen.get(ino) == now
+        self._seen[ino] = now
+        return same
+
+    def forget(self, ino: int) -> None:
+        for per_inode in (self._seen, self._stats, self._statted, self._listed_in):
+            per_inode.pop(ino, None)
+
+    def __len__(self) -> int:
+        """Records kept, over every inode: a long-lived mount's must stay flat."""
+        return sum(len(per_inode) for per_inode in
+                   (self._seen, self._stats, self._statted, self._listed_in))

@@ -38,7 +38,13 @@ from cephmount.ceph.structs import (
     StatX,
 )
 from cephmount.fs.cache import BlockCache, ExpiringMap, block_size_for
-from cephmount.fs.coherence import POLICIES, ChangeTracker, CoherencePolicy, Invalidator
+from cephmount.fs.coherence import (
+    POLICIES,
+    ChangeTracker,
+    CoherencePolicy,
+    Invalidator,
+    ListingVersions,
+)
 from cephmount.fs.handles import HandleKind, HandleRecord, HandleStore
 from cephmount.fs.inodes import InodeTable
 from cephmount.fs.opstats import OpStats
@@ -155,6 +161,7 @@ class CephOperations(pyfuse3.Operations):
     enable_acl = False
     enable_posix_locks = True
     enable_flock_locks = True
+    enable_readdirplus_auto = True  # a plain `ls` gets names, not lookups (READDIR)
 
     def __init__(self, ceph: AsyncCephClient, root: Inode,
                  coherence: Coherence = Coherence.DEFAULT, cache_bytes: int = 256 << 20,
@@ -179,6 +186,10 @@ class CephOperations(pyfuse3.Operations):
         self._files: dict[int, OpenFile] = {}
         self._open_for_writing: Counter[int] = Counter()  # ceph inode -> open handles
         self._dirs: dict[int, DirHandle] = {}
+        # Entries read from libcephfs but not yet sent, per directory handle, with the
+        # offset they start at: the next READDIRPLUS usually asks for exactly those.
+        self._unsent: dict[int, tuple[int, bool, list[DirEntry]]] = {}
+        self._listings = ListingVersions(ATTR_CACHE_ENTRIES)
         self._changes = ChangeTracker(self._policy.revalidate_after)
         self.blocks = BlockCache(cache_bytes if self._policy.cache_data else 0,
                                  on_forgotten=self._changes.forget)
@@ -217,7 +228,8 @@ class CephOperations(pyfuse3.Operations):
                         tracked_inodes=len(self._changes),
                         generations=self.blocks.tracked_inodes,
                         append_locks=len(self._append_locks),
-                        block_sizes=len(self._block_sizes))
+                        block_sizes=len(self._block_sizes),
+                        listing_records=len(self._listings))
         return counters
 
     # -- helpers -----------------------------------------------------------------------
@@ -408,6 +420,7 @@ class CephOperations(pyfuse3.Operations):
         cached = self._cached_entry(parent_inode, name)
         if cached is not None:
             return cached
+        self._listings.looked_up(parent_inode)
         handle, stx = await self._ceph.lookup(
             await self._handle(parent_inode), name, self._cred(ctx))
         return await self._remember(parent_inode, name, handle, stx)
@@ -438,6 +451,7 @@ class CephOperations(pyfuse3.Operations):
         """The kernel holds `ino` no more: trim what is kept per inode, so that a
         long-lived mount stays flat (docs/cache-and-coherence.md, "Bounded")."""
         self._block_sizes.pop(ino, None)
+        self._listings.forget(self._inodes.to_fuse(ino))
         lock = self._append_locks.get(ino)
         if lock is not None and not lock.locked():  # one in use stays with its holder
             del self._append_locks[ino]
@@ -450,6 +464,7 @@ class CephOperations(pyfuse3.Operations):
         if stx is not None:
             self.blocks.stats.attr_hits += 1
             return self._entry(inode, stx)
+        self._listings.statted(inode)
         stx = await self._ceph.getattr(await self._handle(inode), self._cred(ctx))
         return self._fresh_attrs(inode, stx)
 
@@ -822,11 +837,31 @@ class CephOperations(pyfuse3.Operations):
     # -- directories -------------------------------------------------------------------
 
     @ceph_errors
-    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
-        handle = await self._ceph.opendir(await self._handle(inode), self._cred(ctx))
-        fh = self._handles.allocate(handle.ino, 0, HandleKind.DIRECTORY)
-        self._dirs[fh] = handle
-        return fh
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        """Open a directory; outside strict mode the kernel may cache its listing.
+
+        It keeps the listing it has only if the directory has not moved since
+        (see `ListingVersions`). A listing from the kernel's cache still counts as
+        an open of every entry (docs/cache-and-coherence.md, "Listings, too"): our
+        cached attributes are dropped, so that `ls -l` asks libcephfs.
+        """
+        cred = self._cred(ctx)
+        inode_handle = await self._handle(inode)
+        info = pyfuse3.FileInfo(keep_cache=False)
+        if self._policy.cache_data:
+            stx = await self._ceph.getattr(inode_handle, cred)
+            unchanged = self._listings.unchanged(inode, stx)
+            if not unchanged:
+                await trio.to_thread.run_sync(self.invalidator.drop_kernel_cache_now, inode)
+            if self._listings.may_cache(inode):
+                info.cache_readdir = True
+                info.keep_cache = unchanged
+            if info.keep_cache:
+                self._attrs.clear()
+        handle = await self._ceph.opendir(inode_handle, cred)
+        info.fh = self._handles.allocate(handle.ino, 0, HandleKind.DIRECTORY)
+        self._dirs[info.fh] = handle
+        return info
 
     async def _dir(self, fh: int) -> DirHandle:
         handle = self._dirs.get(fh)
@@ -844,30 +879,49 @@ class CephOperations(pyfuse3.Operations):
 
         pyfuse3 answers with READDIRPLUS: the kernel counts a lookup of every entry
         it accepts, so the table counts one too, with the reference each entry of
-        the batch carries; the references of entries not sent are put. `.` and
+        the batch carries; entries the reply had no room for keep theirs until
+        the next request (or releasedir). `.` and
         `..` come first, as on ceph-fuse, and carry none (the kernel counts none).
         """
         handle = await self._dir(fh)
+        parent = self._inodes.to_fuse(handle.ino)
         offset = start_id
         while True:
-            batch = await self._ceph.readdir_batch(handle, offset, READDIR_BATCH,
-                                                   want_inodes=True, dots=True)
+            batch = await self._next_entries(fh, handle, offset, token.plus)
             if not batch:
                 return
             sent = 0
             try:
-                for item in batch:
-                    if not self._reply_entry(token, item):
-                        return
+                while sent < len(batch) and self._reply_entry(token, batch[sent], parent):
+                    offset = batch[sent].offset
                     sent += 1
-                    offset = item.offset
-            finally:
-                for item in batch[sent:]:
-                    if item.inode is not None:
-                        await self._ceph.put(item.inode)
+            except BaseException:
+                await self._put_entries(batch[sent:])
+                raise
+            if sent < len(batch):
+                self._unsent[fh] = (offset, token.plus, batch[sent:])
+                return
 
-    def _reply_entry(self, token: pyfuse3.ReaddirToken, item: DirEntry) -> bool:
-        """Send one entry; count the kernel's lookup of it. False when the reply is full.
+    async def _next_entries(self, fh: int, handle: DirHandle, offset: int,
+                            plus: bool) -> list[DirEntry]:
+        """The entries from `offset` on: those the last reply had no room for, if they
+        start there and are of the kind asked for, else a new batch from libcephfs
+        (the old one's references put). Only READDIRPLUS needs inodes."""
+        start, was_plus, unsent = self._unsent.pop(fh, (None, False, []))
+        if start == offset and was_plus == plus and unsent:
+            return unsent
+        await self._put_entries(unsent)
+        return await self._ceph.readdir_batch(handle, offset, READDIR_BATCH,
+                                              want_inodes=plus, dots=True)
+
+    async def _put_entries(self, entries: list[DirEntry]) -> None:
+        for item in entries:
+            if item.inode is not None:
+                await self._ceph.put(item.inode)
+
+    def _reply_entry(self, token: pyfuse3.ReaddirToken, item: DirEntry, parent: int) -> bool:
+        """Send one entry; for READDIRPLUS count the kernel's lookup of it (a plain
+        READDIR's entries carry no inode). False when the reply is full.
 
         A listing is an open of every entry it shows (close-to-open for `ls -l`):
         its attributes are what the MDS put in its readdir reply, which lacks what
@@ -884,11 +938,13 @@ class CephOperations(pyfuse3.Operations):
         self._attrs.drop(fuse_ino)
         if item.inode is not None:
             self._count_lookup(item.inode)
+            self._listings.listed(fuse_ino, parent)
         return True
 
     @ceph_errors
     async def releasedir(self, fh: int) -> None:
         self._handles.free(fh)
+        await self._put_entries(self._unsent.pop(fh, (0, False, []))[2])
         handle = self._dirs.pop(fh, None)
         if handle is not None:
             await self._ceph.releasedir(handle)
@@ -970,7 +1026,10 @@ class CephOperations(pyfuse3.Operations):
             await self._ceph.release(of.handle)
         for dir_handle in self._dirs.values():
             await self._ceph.releasedir(dir_handle)
+        for _, _, unsent in self._unsent.values():
+            await self._put_entries(unsent)
         self._files.clear()
         self._dirs.clear()
+        self._unsent.clear()
         for inode in self._inodes.drain():
             await self._ceph.put(inode)

@@ -373,6 +373,56 @@ def test_a_listing_shows_sizes_written_and_closed_on_another_node(
         assert listed_sizes(a) == expected, f"trial {trial}"
 
 
+def listing_requests(node: Node) -> int:
+    ops = node.stats()["op_stats"]["ops"]
+    return ops.get("readdir", {}).get("count", 0)
+
+
+def test_a_listing_shows_every_change_by_another_node_at_once(
+        nodes: dict[str, Node], shared: str, outside: cephfs.LibCephFS) -> None:
+    """`ls` twice is served by the kernel's cache the second time, yet never stale:
+    creates, unlinks and renames by another node or an outside client show at once."""
+    a, b = nodes["a"].root / shared, nodes["b"].root / shared
+    for name in ("keep", "doomed", "moving"):
+        (b / name).write_text(name)
+    expected = {"keep", "doomed", "moving"}
+    changes: list[tuple[Callable[[], None], Callable[[set[str]], set[str]]]] = [
+        (lambda: (b / "new").write_text("new"), lambda names: names | {"new"}),
+        (lambda: (b / "doomed").unlink(), lambda names: names - {"doomed"}),
+        (lambda: (b / "moving").rename(b / "moved"),
+         lambda names: names - {"moving"} | {"moved"}),
+        (lambda: outside.mkdir(f"/{shared}/outside".encode(), 0o755),
+         lambda names: names | {"outside"}),
+    ]
+    for change, effect in changes:
+        assert set(os.listdir(a)) == expected
+        assert set(os.listdir(a)) == expected  # this one may come from the kernel's cache
+        change()
+        expected = effect(expected)
+        assert set(os.listdir(a)) == expected
+
+
+def test_an_unchanged_listing_is_served_by_the_kernel(nodes: dict[str, Node],
+                                                       shared: str) -> None:
+    """Repeated listings of a directory nobody changes cost no requests.
+
+    Not necessarily the second one: the kernel drops a cache whose mtime it doubts,
+    and every callback from libcephfs about the directory (its caps settling after
+    the creates) drops it too.
+    """
+    a = nodes["a"].root / shared
+    for i in range(300):
+        (a / f"entry-{i}").touch()
+    first = sorted(os.listdir(a))
+    free_listings = 0
+    for _ in range(10):
+        requests = listing_requests(nodes["a"])
+        assert sorted(os.listdir(a)) == first
+        free_listings += listing_requests(nodes["a"]) == requests
+    assert free_listings >= 5
+    assert sorted(os.listdir(nodes["strict"].root / shared)) == first
+
+
 # struct vfs_cap_data, revision 2: CAP_NET_BIND_SERVICE (10) permitted, effective.
 FILE_CAPABILITY = (0x02000000 | 1).to_bytes(4, "little") + (1 << 10).to_bytes(4, "little") \
     + bytes(12)

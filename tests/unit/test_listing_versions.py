@@ -1,0 +1,55 @@
+"""When the kernel may serve a directory's listing from its cache (pure logic)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from cephmount.fs.coherence import ListingVersions
+from tests.unit.test_bookkeeping import STAT
+
+DIR, ENTRY = 10, 11
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_only_an_unchanged_directory_keeps_its_listing() -> None:
+    listings = ListingVersions(100)
+    assert not listings.unchanged(DIR, STAT)  # never seen: nothing to keep
+    assert listings.unchanged(DIR, STAT)
+    for moved in ({"version": STAT.version + 1}, {"mtime_ns": STAT.mtime_ns + 1},
+                  {"ctime_ns": STAT.ctime_ns + 1}):
+        assert not listings.unchanged(DIR, replace(STAT, **moved))
+        assert not listings.unchanged(DIR, STAT)
+        assert listings.unchanged(DIR, STAT)
+
+
+def test_a_directory_listed_then_statted_is_listed_afresh_for_a_while() -> None:
+    clock = Clock()
+    listings = ListingVersions(100, clock)
+    assert listings.may_cache(DIR)
+    listings.listed(ENTRY, DIR)
+    for _ in range(ListingVersions.LOOKUPS_MEAN_STATS):
+        listings.statted(ENTRY)
+    assert not listings.may_cache(DIR)
+    clock.now += ListingVersions.FRESH_FOR / 2
+    assert not listings.may_cache(DIR)
+    clock.now += ListingVersions.FRESH_FOR
+    assert listings.may_cache(DIR)
+    for _ in range(ListingVersions.LOOKUPS_MEAN_STATS - 1):
+        listings.looked_up(DIR)  # a few lookups are no `ls -l`
+    assert listings.may_cache(DIR)
+
+
+def test_forgetting_a_directory_leaves_nothing_of_it() -> None:
+    listings = ListingVersions(100)
+    listings.unchanged(DIR, STAT)
+    listings.may_cache(DIR)
+    listings.listed(DIR, 1)
+    listings.forget(DIR)
+    assert len(listings) == 0 and not listings.unchanged(DIR, STAT)
