@@ -98,6 +98,7 @@ class AsyncCephClient:
     root = _in_thread(CephClient.root)
     lookup = _in_thread(CephClient.lookup)
     lookup_inode = _in_thread(CephClient.lookup_inode)
+    for_each_inode = _in_thread(CephClient.for_each_inode)
     put = _inline(CephClient.put)
     forget = _inline(CephClient.forget)
     getattr = _in_thread(CephClient.getattr)

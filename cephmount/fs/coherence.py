@@ -190,12 +190,16 @@ class ListingVersions:
 
     LOOKUPS_MEAN_STATS = 16
     FRESH_FOR = 60.0  # seconds a directory that is listed and statted is listed afresh
+    ORDERS_KEPT = 64  # directories whose listing order is kept
 
     def __init__(self, maxsize: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._seen: LRUCache[int, tuple[int, int, int]] = LRUCache(maxsize=maxsize)
         self._stats: LRUCache[int, int] = LRUCache(maxsize=maxsize)  # since the last open
         self._statted: LRUCache[int, float] = LRUCache(maxsize=maxsize)
-        self._listed_in: LRUCache[int, int] = LRUCache(maxsize=maxsize)  # entry -> directory
+        # The order of the last READDIRPLUS listing of recent directories, and where
+        # in it each entry came: what `ls -l` will stat after an entry.
+        self._order: LRUCache[int, list[int]] = LRUCache(maxsize=self.ORDERS_KEPT)
+        self._listed_at: LRUCache[int, tuple[int, int]] = LRUCache(maxsize=maxsize)
         self._clock = clock
 
     def may_cache(self, ino: int) -> bool:
@@ -206,9 +210,25 @@ class ListingVersions:
         self._stats[ino] = 0
         return self._statted.get(ino, 0.0) <= self._clock()
 
+    def listing_started(self, parent_ino: int) -> None:
+        """A READDIRPLUS listing of `parent_ino` starts from its first entry."""
+        self._order[parent_ino] = []
+
     def listed(self, entry_ino: int, parent_ino: int) -> None:
         """`entry_ino` went to the kernel in a READDIRPLUS listing of `parent_ino`."""
-        self._listed_in[entry_ino] = parent_ino
+        order = self._order.get(parent_ino)
+        if order is None:
+            order = self._order[parent_ino] = []
+        self._listed_at[entry_ino] = (parent_ino, len(order))
+        order.append(entry_ino)
+
+    def following(self, entry_ino: int, count: int) -> list[int]:
+        """Up to `count` entries listed right after `entry_ino` (none if it was not)."""
+        parent, index = self._listed_at.get(entry_ino, (0, -1))
+        order = self._order.get(parent, [])
+        if not 0 <= index < len(order) or order[index] != entry_ino:
+            return []
+        return order[index + 1:index + 1 + count]
 
     def looked_up(self, parent_ino: int) -> None:
         """Count a lookup of an entry of `parent_ino`."""
@@ -218,7 +238,7 @@ class ListingVersions:
 
     def statted(self, entry_ino: int) -> None:
         """Count a getattr of an entry a listing sent."""
-        parent = self._listed_in.get(entry_ino)
+        parent, _ = self._listed_at.get(entry_ino, (None, 0))
         if parent is not None:
             self.looked_up(parent)
 
@@ -230,10 +250,11 @@ class ListingVersions:
         return same
 
     def forget(self, ino: int) -> None:
-        for per_inode in (self._seen, self._stats, self._statted, self._listed_in):
+        for per_inode in (self._seen, self._stats, self._statted, self._order,
+                          self._listed_at):
             per_inode.pop(ino, None)
 
     def __len__(self) -> int:
         """Records kept, over every inode: a long-lived mount's must stay flat."""
         return sum(len(per_inode) for per_inode in
-                   (self._seen, self._stats, self._statted, self._listed_in))
+                   (self._seen, self._stats, self._statted, self._order, self._listed_at))

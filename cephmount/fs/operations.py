@@ -54,6 +54,9 @@ from cephmount.fs.reads import CachedReader, OpenFile
 log = logging.getLogger(__name__)
 
 READDIR_BATCH = 256
+# After a listing, a stat of one entry (`ls -l`, `du`) fetches the attributes (or the
+# asked-for shared xattr) of the entries listed next too, in one thread hop.
+PREFETCH_ENTRIES = 32
 # Our POSIX lock owner for appends; other nodes are other clients, so they conflict.
 APPEND_LOCK_OWNER = 0x63657068
 # flock(2) operations as POSIX lock types: flock locks are whole-file POSIX locks here.
@@ -465,8 +468,24 @@ class CephOperations(pyfuse3.Operations):
             self.blocks.stats.attr_hits += 1
             return self._entry(inode, stx)
         self._listings.statted(inode)
-        stx = await self._ceph.getattr(await self._handle(inode), self._cred(ctx))
-        return self._fresh_attrs(inode, stx)
+        cred = self._cred(ctx)
+        stx = await self._ceph.getattr(await self._handle(inode), cred)
+        entry = self._fresh_attrs(inode, stx)
+        await self._prefetch_attrs(inode, cred)
+        return entry
+
+    async def _prefetch_attrs(self, inode: int, cred: Credentials) -> None:
+        """Attributes of the entries listed after `inode`, which `ls -l` stats next:
+        fetched now (after the listing, so as fresh as any getattr) and cached."""
+        numbers = [number for number in self._listings.following(inode, PREFETCH_ENTRIES)
+                   if self._attrs.get(number) is None]
+        if not numbers:
+            return
+        fetched = await self._ceph.for_each_inode(
+            numbers, functools.partial(self._ceph.sync.getattr, cred=cred))
+        for number, stx in zip(numbers, fetched, strict=True):
+            if isinstance(stx, StatX):
+                self._fresh_attrs(number, stx)
 
     @ceph_errors
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
@@ -885,6 +904,8 @@ class CephOperations(pyfuse3.Operations):
         """
         handle = await self._dir(fh)
         parent = self._inodes.to_fuse(handle.ino)
+        if start_id == 0 and token.plus:
+            self._listings.listing_started(parent)
         offset = start_id
         while True:
             batch = await self._next_entries(fh, handle, offset, token.plus)
@@ -982,13 +1003,33 @@ class CephOperations(pyfuse3.Operations):
             value = known[name]
         else:
             value = await self._fetch_xattr(inode, name, ctx)
-            if known is None:
-                self._xattrs.set(inode, {name: value})
-            else:
-                known[name] = value  # keeps the entry's expiry
+            self._remember_xattr(inode, name, value)
+            await self._prefetch_xattr(inode, name, self._cred(ctx))
         if value is None:
             raise pyfuse3.FUSEError(errno.ENODATA)
         return value
+
+    def _remember_xattr(self, inode: int, name: bytes, value: bytes | None) -> None:
+        known = self._xattrs.get(inode)
+        if known is None:
+            self._xattrs.set(inode, {name: value})
+        else:
+            known[name] = value  # keeps the entry's expiry
+
+    async def _prefetch_xattr(self, inode: int, name: bytes, cred: Credentials) -> None:
+        """The same xattr of the entries listed after `inode` (`ls -l` asks every
+        entry for `security.selinux`), in one thread hop."""
+        numbers = [number for number in self._listings.following(inode, PREFETCH_ENTRIES)
+                   if name not in (self._xattrs.get(number) or {})]
+        if not numbers:
+            return
+        fetched = await self._ceph.for_each_inode(
+            numbers, functools.partial(self._ceph.sync.getxattr, name=name, cred=cred))
+        for number, value in zip(numbers, fetched, strict=True):
+            if isinstance(value, bytes):
+                self._remember_xattr(number, name, value)
+            elif value.errno == errno.ENODATA:
+                self._remember_xattr(number, name, None)
 
     async def _fetch_xattr(self, inode: int, name: bytes,
                            ctx: pyfuse3.RequestContext) -> bytes | None:

@@ -423,6 +423,18 @@ def test_an_unchanged_listing_is_served_by_the_kernel(nodes: dict[str, Node],
     assert sorted(os.listdir(nodes["strict"].root / shared)) == first
 
 
+def test_ls_l_gets_the_attributes_of_entries_listed_next_in_batches(
+        nodes: dict[str, Node], shared: str) -> None:
+    """After a listing, one stat fetches the attributes of the entries listed next."""
+    a = nodes["c"].root / shared
+    for i in range(200):
+        (a / f"entry-{i}").touch()
+    before = nodes["c"].stats()
+    assert len(listed_sizes(a)) == 200
+    after = nodes["c"].stats()
+    assert after["attr_hits"] - before["attr_hits"] >= 150
+
+
 # struct vfs_cap_data, revision 2: CAP_NET_BIND_SERVICE (10) permitted, effective.
 FILE_CAPABILITY = (0x02000000 | 1).to_bytes(4, "little") + (1 << 10).to_bytes(4, "little") \
     + bytes(12)

@@ -50,6 +50,20 @@ def test_forgetting_a_directory_leaves_nothing_of_it() -> None:
     listings = ListingVersions(100)
     listings.unchanged(DIR, STAT)
     listings.may_cache(DIR)
-    listings.listed(DIR, 1)
+    listings.listed(ENTRY, DIR)
+    listings.forget(ENTRY)
     listings.forget(DIR)
     assert len(listings) == 0 and not listings.unchanged(DIR, STAT)
+
+
+def test_the_entries_listed_after_one_are_those_ls_l_stats_next() -> None:
+    listings = ListingVersions(100)
+    listings.listing_started(DIR)
+    for entry in range(100, 110):
+        listings.listed(entry, DIR)
+    assert listings.following(103, 3) == [104, 105, 106]
+    assert listings.following(108, 5) == [109]
+    assert listings.following(999, 5) == []  # never listed
+    listings.listing_started(DIR)  # listed again from the start: the old order is gone
+    listings.listed(105, DIR)
+    assert listings.following(103, 3) == [] and listings.following(105, 3) == []
