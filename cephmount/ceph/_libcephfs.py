@@ -150,6 +150,8 @@ int ceph_debug_get_file_caps(struct ceph_mount_info *cmount, const char *path);
 int ceph_readdirplus_r(struct ceph_mount_info *cmount, struct ceph_dir_result *dirp,
                        struct dirent *de, struct ceph_statx *stx, unsigned want,
                        unsigned flags, struct Inode **out);
+int ceph_getdents(struct ceph_mount_info *cmount, struct ceph_dir_result *dirp, char *name,
+                  int buflen);
 int64_t ceph_telldir(struct ceph_mount_info *cmount, struct ceph_dir_result *dirp);
 void ceph_seekdir(struct ceph_mount_info *cmount, struct ceph_dir_result *dirp,
                   int64_t offset);

@@ -127,6 +127,7 @@ class AsyncCephClient:
 
     opendir = _in_thread(CephClient.opendir)
     readdir_batch = _in_thread(CephClient.readdir_batch)
+    readdir_names = _in_thread(CephClient.readdir_names)
     releasedir = _in_thread(CephClient.releasedir)
 
     mkdir = _in_thread(CephClient.mkdir)

@@ -765,6 +765,24 @@ class CephClient:
         entries = self.readdir(dirh, offset, want_inodes=want_inodes, dots=dots)
         return list(itertools.islice(entries, limit))
 
+    def readdir_names(self, dirh: DirHandle, offset: int, limit: int) -> list[DirEntry]:
+        """At most `limit` entries from `offset` ("." and ".." included) with their
+        numbers and types only (`stat.mode` holds just the type), in one libcephfs
+        call (`ceph_getdents`) instead of three per entry. Only outside snapshots:
+        a snapshot's numbers need its snap id (see vino.py); there `readdir_batch`.
+        """
+        if self._numbers.vino(dirh.ino)[1] != NOSNAP:
+            return self.readdir_batch(dirh, offset, limit, dots=True)
+        dirents = ffi.new("struct dirent[]", limit)
+        with self._gate:
+            if lib.ceph_telldir(self._cmount, dirh.ptr) != offset:
+                lib.ceph_seekdir(self._cmount, dirh.ptr, offset)
+            size = check(lib.ceph_getdents(self._cmount, dirh.ptr, ffi.cast("char *", dirents),
+                                           ffi.sizeof(dirents)), "getdents")
+        return [DirEntry(ffi.string(de.d_name), StatX.of_type(de.d_ino, de.d_type << 12),
+                         de.d_off)
+                for de in dirents[0:size // ffi.sizeof("struct dirent")]]
+
     # --- names -----------------------------------------------------------
 
     def mkdir(

@@ -64,6 +64,11 @@ class StatX:
     mask: int
 
     @classmethod
+    def of_type(cls, number: int, mode: int) -> StatX:
+        """What a plain directory entry tells: the inode's number and type, nothing else."""
+        return cls(number, mode, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, mask=0)
+
+    @classmethod
     def from_cdata(cls, stx: Any, number: int) -> StatX:
         """Copy a `struct ceph_statx *` into Python ints; `ino` is `number` (see vino.py)."""
         (mask, blksize, nlink, uid, gid, mode, _ino, size, blocks, _dev, rdev,

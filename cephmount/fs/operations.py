@@ -932,8 +932,10 @@ class CephOperations(pyfuse3.Operations):
         if start == offset and was_plus == plus and unsent:
             return unsent
         await self._put_entries(unsent)
+        if not plus:
+            return await self._ceph.readdir_names(handle, offset, READDIR_BATCH)
         return await self._ceph.readdir_batch(handle, offset, READDIR_BATCH,
-                                              want_inodes=plus, dots=True)
+                                              want_inodes=True, dots=True)
 
     async def _put_entries(self, entries: list[DirEntry]) -> None:
         for item in entries:

@@ -232,6 +232,28 @@ def test_readdir_offsets_resume(client: CephClient, work: tuple[Inode, bytes]) -
         client.releasedir(handle)
 
 
+def test_readdir_names_agrees_with_readdir_and_resumes(client: CephClient,
+                                                       work: tuple[Inode, bytes]) -> None:
+    """The one-call listing (getdents) gives readdir's entries, numbers, types and offsets."""
+    directory, _ = work
+    for i in range(40):
+        inode, _ = client.mknod(directory, f"f{i:02}".encode(), stat.S_IFREG | 0o600, 0, ROOT)
+        client.put(inode)
+    inode, _ = client.mkdir(directory, b"sub", 0o755, ROOT)
+    client.put(inode)
+    handle = client.opendir(directory, ROOT)
+    try:
+        everything = list(client.readdir(handle, dots=True))
+        resumed, offset = [], 0
+        while batch := client.readdir_names(handle, offset, 9):
+            resumed += batch
+            offset = batch[-1].offset
+        assert [(e.name, e.stat.ino, stat.S_IFMT(e.stat.mode), e.offset) for e in resumed] == \
+            [(e.name, e.stat.ino, stat.S_IFMT(e.stat.mode), e.offset) for e in everything]
+    finally:
+        client.releasedir(handle)
+
+
 def test_readdir_with_inodes(client: CephClient, work: tuple[Inode, bytes]) -> None:
     directory, _ = work
     for name in (b"a", b"b", b"c"):
