@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
+# How long a new session waits for the lost client to be dropped. Its calls in flight
+# should fail at once; one that does not must not hold the mount: the drop then
+# finishes in its thread whenever it can.
+DROP_WAIT_S = 5.0
 
 
 class SessionLost(Exception):
@@ -133,7 +137,7 @@ class SessionKeeper(pyfuse3.Operations):
                           "a new one; open files are reopened, unsynced writes report EIO once",
                           self._mountpoint)
                 old, self._client = self._client, None
-                await trio.to_thread.run_sync(_drop, lost, old)
+                await self._drop(lost, old)
             client: CephClient | None = None
             try:
                 client = await trio.to_thread.run_sync(self._connect)
@@ -148,6 +152,14 @@ class SessionKeeper(pyfuse3.Operations):
             self._install(fresh, client)
             log.warning("%s: a new Ceph session serves the mount, %.2f s after the loss was "
                         "seen", self._mountpoint, time.monotonic() - started)
+
+    async def _drop(self, lost: CephOperations, client: CephClient) -> None:
+        with trio.move_on_after(DROP_WAIT_S) as waited:
+            await trio.to_thread.run_sync(_drop, lost, client, abandon_on_cancel=True)
+        if waited.cancelled_caught:
+            log.warning("%s: the lost Ceph client is not dropped after %g s (a call of it "
+                        "still runs): connecting a new session meanwhile",
+                        self._mountpoint, DROP_WAIT_S)
 
     def _install(self, fresh: CephOperations, client: CephClient) -> None:
         assert self._nursery is not None, "requests come only once serving"

@@ -5,6 +5,7 @@ in a loop. The real thing (a real eviction) is in tests/fuse/test_faults.py."""
 from __future__ import annotations
 
 import errno
+import threading
 from typing import Any, cast
 
 import pyfuse3
@@ -12,6 +13,7 @@ import pytest
 import trio
 
 from cephmount.ceph.client import CephClient
+from cephmount.fs import session
 from cephmount.fs.operations import CephOperations
 from cephmount.fs.session import SessionKeeper, SessionLost
 
@@ -20,8 +22,11 @@ class FakeClient:
     def __init__(self, number: int) -> None:
         self.number = number
         self.lost = False
+        self.call_in_flight = threading.Event()
+        self.call_in_flight.set()
 
     def abort(self) -> None:
+        self.call_in_flight.wait()  # as CephClient.abort waits for calls in flight
         self.lost = True
 
 
@@ -110,3 +115,18 @@ async def test_a_request_is_retried_once() -> None:
         answers: list[int] = []
         await getattr_of(keeper, answers)  # the next request reconnects
         assert answers == [3]
+
+
+async def test_a_lost_client_stuck_in_a_call_does_not_hold_the_mount(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session, "DROP_WAIT_S", 0.1)
+    cluster = Cluster()
+    answers: list[int] = []
+    async with trio.open_nursery() as nursery:
+        keeper = keeper_for(cluster, nursery)
+        stuck = cast(FakeOperations, keeper.current).client
+        stuck.call_in_flight.clear()
+        with trio.fail_after(10):
+            await getattr_of(keeper, answers)
+        stuck.call_in_flight.set()
+    assert answers == [2]
