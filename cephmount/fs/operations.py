@@ -873,12 +873,20 @@ class CephOperations(pyfuse3.Operations):
         it accepts, so the table counts one too, with the reference each entry of
         the batch carries; the references of entries not sent are put. `.` and
         `..` come first, as on ceph-fuse, and carry none (the kernel counts none).
+        An error after entries were sent ends the reply short instead: the kernel
+        asks again from the last one and meets the error then, and a request
+        retried on a new session (fs/session.py) never sends an entry twice.
         """
         handle = await self._dir(fh)
         offset = start_id
         while True:
-            batch = await self._ceph.readdir_batch(handle, offset, READDIR_BATCH,
-                                                   want_inodes=True, dots=True)
+            try:
+                batch = await self._ceph.readdir_batch(handle, offset, READDIR_BATCH,
+                                                       want_inodes=True, dots=True)
+            except CephError:
+                if offset != start_id:
+                    return
+                raise
             if not batch:
                 return
             sent = 0

@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import errno
 import threading
+from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pyfuse3
 import pytest
 import trio
 
+from cephmount.ceph.aio import AsyncCephClient
 from cephmount.ceph.client import CephClient
-from cephmount.fs import session
+from cephmount.ceph.errors import CephError
+from cephmount.ceph.structs import DirEntry, DirHandle, Inode, StatX
+from cephmount.fs import operations, session
+from cephmount.fs.handles import HandleStore
 from cephmount.fs.operations import CephOperations
-from cephmount.fs.session import SessionKeeper, SessionLost
+from cephmount.fs.session import SessionKeeper, SessionLost, session_lost
 
 
 class FakeClient:
@@ -130,3 +136,66 @@ async def test_a_lost_client_stuck_in_a_call_does_not_hold_the_mount(
             await getattr_of(keeper, answers)
         stuck.call_in_flight.set()
     assert answers == [2]
+
+
+STAT = StatX(mask=0, ino=0, mode=0o100644, nlink=1, uid=0, gid=0, rdev=0, size=0, blocks=0,
+             blksize=4096, atime_ns=0, mtime_ns=0, ctime_ns=0, btime_ns=0, version=1)
+ENTRIES = 5
+
+
+class FakeCeph:
+    """What a listing asks of AsyncCephClient; the session is lost after `batches` batches."""
+
+    def __init__(self, batches: int) -> None:
+        self.sync = self
+        self.batches = batches
+
+    def register_callbacks(self, **callbacks: Any) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    async def opendir(self, inode: Inode, cred: Any) -> DirHandle:
+        return DirHandle(inode.ino, None)
+
+    async def readdir_batch(self, handle: DirHandle, offset: int, limit: int,
+                            **kwargs: Any) -> list[DirEntry]:
+        if self.batches == 0:
+            raise CephError(errno.ESHUTDOWN, "ll_readdir")
+        self.batches -= 1
+        return [DirEntry(f"e{n}".encode(), replace(STAT, ino=100 + n), n + 1)
+                for n in range(offset, min(offset + limit, ENTRIES))]
+
+
+async def test_a_listing_retried_on_a_new_session_repeats_no_entry(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(operations, "READDIR_BATCH", 2)
+    sent: list[bytes] = []
+
+    def reply(token: Any, name: bytes, entry: Any, offset: int) -> bool:
+        sent.append(name)
+        return True
+
+    monkeypatch.setattr(pyfuse3, "readdir_reply", reply)
+    handles = HandleStore()
+    clients = iter([FakeCeph(batches=1), FakeCeph(batches=99)])
+
+    def build(client: CephClient) -> CephOperations:
+        return CephOperations(cast(AsyncCephClient, client), Inode(1, None), handles=handles,
+                              on_session_lost=session_lost)
+
+    async with trio.open_nursery() as nursery:
+        keeper = SessionKeeper("/mnt", cast(CephClient, next(clients)),
+                               lambda: cast(CephClient, next(clients)), build)
+        keeper.attach(nursery)
+        fh = await keeper.opendir(1, SimpleNamespace(uid=0, gid=0, pid=0))  # type: ignore
+        offset = 0
+        while True:  # as the kernel lists: from the last entry it got, until none come
+            before = len(sent)
+            await keeper.readdir(fh, offset, None)  # type: ignore[arg-type]
+            if len(sent) == before:
+                break
+            offset = int(sent[-1][1:]) + 1
+        keeper.detach()
+    assert sent == [f"e{n}".encode() for n in range(ENTRIES)]
