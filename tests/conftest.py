@@ -8,8 +8,10 @@ left running; otherwise the session starts its own and removes it at the end.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -52,6 +54,19 @@ def mounted_client(env: ClientEnv, admin_socket: str | None = None) -> CephClien
         client.close()
         raise
     return client
+
+
+def ceph_cli(env: ClientEnv, *args: str) -> str:
+    result = subprocess.run(["ceph", "-c", str(env.conf), "--connect-timeout", "20", *args],
+                            capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout
+
+
+def evict_client_of(env: ClientEnv, pid: int) -> None:
+    """Have the MDS evict (and blocklist) the Ceph client of process `pid`."""
+    sessions = json.loads(ceph_cli(env, "tell", "mds.0", "session", "ls"))
+    (session,) = [s["id"] for s in sessions if s["client_metadata"].get("pid") == str(pid)]
+    ceph_cli(env, "tell", "mds.0", "client", "evict", f"id={session}")
 
 
 def seconds_to_write_as_another_client(env: ClientEnv, name: bytes) -> float:

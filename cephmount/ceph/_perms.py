@@ -9,6 +9,11 @@ from typing import Any
 from cephmount.ceph._libcephfs import ffi, lib
 from cephmount.ceph.structs import Credentials
 
+# Bound now, not on first use: cffi resolves a function of an ABI-mode library under
+# its own lock, and the destructor can run from the garbage collector inside a thread
+# that holds that lock (parsing a type for ffi.new), which then waited for itself.
+_destroy = lib.ceph_userperm_destroy
+
 
 def _new_perm(cred: Credentials) -> Any:
     """A UserPerm that is destroyed when the last Python reference goes.
@@ -24,7 +29,7 @@ def _new_perm(cred: Credentials) -> Any:
         raise MemoryError("ceph_userperm_new failed")
 
     def destroy(perm: Any, _gids: Any = gids) -> None:
-        lib.ceph_userperm_destroy(perm)
+        _destroy(perm)
 
     return ffi.gc(raw, destroy)
 

@@ -83,22 +83,26 @@ class _Gate:
         self._cond = threading.Condition(threading.Lock())
         self._busy = 0
         self._open = False
+        self._refusal = errno.ENOTCONN, "the client is not mounted"
 
     def open(self) -> None:
         with self._cond:
             self._open = True
 
-    def shut(self) -> bool:
-        """Refuse new calls, wait for running ones; False if already shut."""
+    def shut(self, refusal: tuple[int, str] | None = None) -> bool:
+        """Refuse new calls (with `refusal`'s errno and reason, if given), wait for
+        running ones; False if already shut."""
         with self._cond:
             was_open, self._open = self._open, False
+            if refusal is not None:
+                self._refusal = refusal
             self._cond.wait_for(lambda: self._busy == 0)
             return was_open
 
     def __enter__(self) -> None:
         with self._cond:
             if not self._open:
-                raise CephError(errno.ENOTCONN, "call", "the client is not mounted")
+                raise CephError(self._refusal[0], "call", self._refusal[1])
             self._busy += 1
 
     def __exit__(self, *exc_info: object) -> None:
@@ -297,10 +301,30 @@ class CephClient:
         try:
             self.unmount()
         finally:
-            cmount, self._cmount = self._cmount, None
-            lib.ceph_shutdown(cmount)
-            self._callbacks.clear()
-            self._perms.clear()
+            self._free()
+
+    def abort(self) -> None:
+        """Drop a client whose session the cluster ended (evicted or blocklisted).
+
+        Calls in flight finish first; later ones fail with ESHUTDOWN, as the lost
+        session's calls do. `ceph_abort_conn` closes the MDS sessions without
+        writing anything back: an unmount would flush buffered data and caps
+        into a session the cluster has already dropped, and wait for it.
+        Safe to call again, and after `close`.
+        """
+        if self._cmount is None:
+            return
+        try:
+            if self._gate.shut((errno.ESHUTDOWN, "the Ceph session was lost")):
+                check(lib.ceph_abort_conn(self._cmount), "abort_conn")
+        finally:
+            self._free()
+
+    def _free(self) -> None:
+        cmount, self._cmount = self._cmount, None
+        lib.ceph_shutdown(cmount)
+        self._callbacks.clear()
+        self._perms.clear()
 
     def __enter__(self) -> Self:
         return self

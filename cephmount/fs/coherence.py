@@ -113,10 +113,11 @@ class Invalidator:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
         if self._thread.is_alive():
             self._events.put(None)
-            self._thread.join(timeout=10)
+            if wait:
+                self._thread.join(timeout=10)
 
     # Called on libcephfs threads: queue and return at once.
     def on_inode_invalidate(self, ino: int, offset: int, length: int) -> None:

@@ -30,8 +30,10 @@ from cephmount.ceph.admin import AdminClient, CephAdminError
 from cephmount.ceph.aio import AsyncCephClient
 from cephmount.ceph.client import CephClient
 from cephmount.ceph.errors import CephError
+from cephmount.fs.handles import HandleStore
 from cephmount.fs.operations import CephOperations
 from cephmount.fs.options import MountOptions, Source
+from cephmount.fs.session import SessionKeeper, session_lost
 from cephmount.host import fuse, mountinfo, syscalls
 from cephmount.host.node import node_identity
 from cephmount.host.statedir import atomic_write, open_private, private_dir
@@ -148,7 +150,7 @@ def _fuse_options(source: Source, options: MountOptions) -> set[str]:
     return chosen
 
 
-async def serve(operations: CephOperations, mountpoint: str,
+async def serve(operations: CephOperations | SessionKeeper, mountpoint: str,
                 setup: Callable[[trio.Nursery], Awaitable[None]] | None = None) -> None:
     """Run FUSE until the kernel ends the connection or a signal asks us to stop.
 
@@ -168,7 +170,7 @@ async def serve(operations: CephOperations, mountpoint: str,
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
     finally:
-        operations.invalidator.stop()
+        operations.detach()
 
 
 async def _widen_readahead(mountpoint: str) -> None:
@@ -226,12 +228,8 @@ def run_foreground(source: Source, options: MountOptions, mountpoint: str,
     with _reporting_to(ready_fd) as report:
         path = check_mountpoint(mountpoint)
         forget_dead_mounts()
-        client = connect(source, options, path, uuid=_session_uuid(path),
-                         admin_socket=str(_record_path(path, ".asok")))
+        operations = _session_keeper(source, options, path)
         try:
-            operations = CephOperations(
-                AsyncCephClient(client), client.root(), coherence=options.coherence,
-                cache_bytes=options.cache_bytes, read_only=options.read_only)
             pyfuse3.init(operations, path, _fuse_options(source, options))
             try:
                 with _recorded(MountRecord(path, str(source), os.getpid(),
@@ -243,7 +241,29 @@ def run_foreground(source: Source, options: MountOptions, mountpoint: str,
                 pyfuse3.close(unmount=True)
             trio.run(operations.release_all)
         finally:
-            client.close()
+            operations.close()
+
+
+def _session_keeper(source: Source, options: MountOptions, path: str) -> SessionKeeper:
+    """The mount's filesystem, on a new Ceph session whenever the cluster ends the last."""
+    handles = HandleStore()
+
+    def reconnect() -> CephClient:
+        return connect(source, options, path, uuid=_session_uuid(path),
+                       admin_socket=str(_record_path(path, ".asok")))
+
+    def build(client: CephClient) -> CephOperations:
+        return CephOperations(
+            AsyncCephClient(client), client.root(), coherence=options.coherence,
+            cache_bytes=options.cache_bytes, read_only=options.read_only, handles=handles,
+            on_session_lost=session_lost)
+
+    client = reconnect()
+    try:
+        return SessionKeeper(path, client, reconnect, build)
+    except BaseException:
+        client.close()
+        raise
 
 
 @contextlib.contextmanager

@@ -173,10 +173,12 @@ class CephOperations(pyfuse3.Operations):
                  on_session_lost: Callable[[], NoReturn] | None = None) -> None:
         """`handles` keeps the kernel's file handles where a successor finds them;
         `on_init` runs inside the kernel's INIT request, before any other;
-        `on_session_lost` ends the server when the cluster has evicted or blocklisted
-        its client (libcephfs then fails every call with ESHUTDOWN for good), leaving
-        the request unanswered for a successor with a new session (see docs/daemon.md).
-        Without it such requests fail with ESHUTDOWN."""
+        `on_session_lost` runs when the cluster has evicted or blocklisted the client
+        (libcephfs then fails every call with ESHUTDOWN for good) and does not return:
+        it ends a worker, leaving the request to a successor with a new session
+        (docs/daemon.md), or raises for the SessionKeeper of a standalone mount
+        (fs/session.py), which retries it on a new session. Without it such
+        requests fail with ESHUTDOWN."""
         super().__init__()
         self._on_init = on_init
         self.on_session_lost = on_session_lost
@@ -205,6 +207,7 @@ class CephOperations(pyfuse3.Operations):
         self._xattrs: ExpiringMap[dict[bytes, bytes | None]] = ExpiringMap(
             ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self.reopened_handles = 0
+        self.session_losses = 0
         self.op_stats = OpStats()
         self.invalidator = Invalidator(self.blocks, (self._attrs, self._xattrs), self._names,
                                        self._inodes.to_fuse)
@@ -222,12 +225,23 @@ class CephOperations(pyfuse3.Operations):
             on_dentry_invalidate=self.invalidator.on_dentry_invalidate,
             on_inode_release=self.invalidator.on_inode_release)
 
+    def detach(self, wait: bool = True) -> None:
+        """Stop coherence: the invalidation thread ends (after its current event, if
+        not `wait`ing for it: a kernel notification may wait for a request)."""
+        self.invalidator.stop(wait)
+
+    def succeed(self, lost: CephOperations) -> None:
+        """Take over the counters of an instance whose Ceph session was lost."""
+        self.op_stats = lost.op_stats
+        self.session_losses = lost.session_losses + 1
+
     def stats(self) -> dict[str, int]:
         counters = self.blocks.stats.as_dict()
         counters.update(cache_bytes=self.blocks.size, cache_limit=self.blocks.capacity,
                         kernel_notifications=self.invalidator.kernel_notifications,
                         inodes=len(self._inodes), open_handles=self._handles.in_use(),
                         reopened_handles=self.reopened_handles,
+                        session_losses=self.session_losses,
                         tracked_inodes=len(self._changes),
                         generations=self.blocks.tracked_inodes,
                         append_locks=len(self._append_locks),
@@ -376,7 +390,8 @@ class CephOperations(pyfuse3.Operations):
         of.unsynced = of.lost_writes = record.unsynced
         if record.unsynced:
             log.warning("handle %d of inode %d: writes since its last fsync may have died "
-                        "with the previous worker; its next fsync or close reports EIO",
+                        "with the previous worker or Ceph session; its next fsync or close "
+                        "reports EIO",
                         fh, record.ceph_ino)
         self._files[fh] = of
         if of.writable:
@@ -448,7 +463,8 @@ class CephOperations(pyfuse3.Operations):
             handle = self._inodes.forget(fuse_ino, nlookup)
             if handle is not None:
                 self._forgotten(handle.ino)
-                await self._ceph.put(handle)
+                with contextlib.suppress(CephError):  # a lost session has nothing to give back
+                    await self._ceph.put(handle)
 
     def _forgotten(self, ino: int) -> None:
         """The kernel holds `ino` no more: trim what is kept per inode, so that a
@@ -760,8 +776,19 @@ class CephOperations(pyfuse3.Operations):
         self._report_lost_writes(of)
         await self._ceph.fsync(of.handle, datasync)
         if of.unsynced:
+            await self._confirm_session(of)
             self._handles.mark_unsynced(fh, False)
             of.unsynced = False
+
+    async def _confirm_session(self, of: OpenFile) -> None:
+        """Fail (ESHUTDOWN: `on_session_lost`) if the client was evicted before the fsync.
+
+        libcephfs 16's fsync of an evicted client returns 0 though it dropped the
+        buffered data (measured: another client then found the file empty). Its
+        synced getattr does fail: the eviction took the caps, so it asks the MDS;
+        on a live session with the caps it is answered from memory.
+        """
+        await self._ceph.getattr(await self._handle(of.fuse_ino), ROOT)
 
     @ceph_errors
     async def release(self, fh: int) -> None:
@@ -896,11 +923,14 @@ class CephOperations(pyfuse3.Operations):
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         """Reply from `start_id` on; offsets are libcephfs's own, stable across calls.
 
-        pyfuse3 answers with READDIRPLUS: the kernel counts a lookup of every entry
-        it accepts, so the table counts one too, with the reference each entry of
-        the batch carries; entries the reply had no room for keep theirs until
-        the next request (or releasedir). `.` and
-        `..` come first, as on ceph-fuse, and carry none (the kernel counts none).
+        For READDIRPLUS the kernel counts a lookup of every entry it accepts, so the
+        table counts one too, with the reference each entry of the batch carries;
+        entries the reply had no room for keep theirs until the next request (or
+        releasedir). A plain READDIR counts none. `.` and `..` come first, as on
+        ceph-fuse, and carry none (the kernel counts none).
+        An error after entries were sent ends the reply short instead: the kernel
+        asks again from the last one and meets the error then, and a request
+        retried on a new session (fs/session.py) never sends an entry twice.
         """
         handle = await self._dir(fh)
         parent = self._inodes.to_fuse(handle.ino)
@@ -908,7 +938,12 @@ class CephOperations(pyfuse3.Operations):
             self._listings.listing_started(parent)
         offset = start_id
         while True:
-            batch = await self._next_entries(fh, handle, offset, token.plus)
+            try:
+                batch = await self._next_entries(fh, handle, offset, token.plus)
+            except CephError:
+                if offset != start_id:
+                    return
+                raise
             if not batch:
                 return
             sent = 0

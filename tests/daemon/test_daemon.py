@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import os
 import signal
 import socket
@@ -19,7 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from cephmount.daemon import client as daemon_client
 from cephmount.devcluster import ClientEnv
 from cephmount.host import mountinfo
-from tests.conftest import mounted_client, seconds_to_write_as_another_client
+from tests.conftest import (
+    evict_client_of,
+    mounted_client,
+    seconds_to_write_as_another_client,
+)
 from tests.daemon.conftest import DaemonProcess, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.fuse]
@@ -485,28 +490,17 @@ def msgspec_json(value: object) -> bytes:
     return msgspec.json.encode(value)
 
 
-def ceph_cli(env: ClientEnv, *args: str) -> str:
-    result = subprocess.run(["ceph", "-c", str(env.conf), "--connect-timeout", "20", *args],
-                            capture_output=True, text=True, timeout=60, check=True)
-    return result.stdout
-
-
 def test_an_evicted_client_is_replaced_by_a_new_session(daemon: DaemonProcess,
                                                         target_dir: Path,
                                                         client_env: ClientEnv) -> None:
     """As the kernel client's recover_session=clean: no person needed, nothing stale."""
-    import json
-
     daemon.expected_errors.append("the Ceph session was lost")
     target = target_dir / "evicted"
     target.mkdir()
     info = daemon.mount(target)
     (target / "before").write_text("written before")
     with open(target / "before") as still_open:
-        sessions = json.loads(ceph_cli(client_env, "tell", "mds.0", "session", "ls"))
-        (session,) = [s["id"] for s in sessions
-                      if s["client_metadata"].get("pid") == str(info.worker_pid)]
-        ceph_cli(client_env, "tell", "mds.0", "client", "evict", f"id={session}")
+        evict_client_of(client_env, info.worker_pid)
         started = time.monotonic()
         (target / "after").write_text("written after")  # waits for the new session
         assert time.monotonic() - started < 10
@@ -515,6 +509,25 @@ def test_an_evicted_client_is_replaced_by_a_new_session(daemon: DaemonProcess,
     (listed,) = daemon.status().mounts or []
     assert listed.session_losses == 1 and listed.worker_pid != info.worker_pid
     assert "lost its Ceph session" in daemon.log_path.read_text()
+
+
+def test_writes_an_evicted_worker_held_are_reported_once(daemon: DaemonProcess,
+                                                         target_dir: Path,
+                                                         client_env: ClientEnv) -> None:
+    """libcephfs's fsync of an evicted client says 0 and drops the data: never pass that on."""
+    daemon.expected_errors.append("the Ceph session was lost")
+    target = target_dir / "evicted-writer"
+    target.mkdir()
+    info = daemon.mount(target)
+    with open(target / "unsynced", "wb", buffering=0) as file:
+        file.write(b"may be lost")
+        evict_client_of(client_env, info.worker_pid)
+        with pytest.raises(OSError) as lost:
+            os.fsync(file.fileno())
+        assert lost.value.errno == errno.EIO
+        os.pwrite(file.fileno(), b"written again", 0)
+        os.fsync(file.fileno())
+    assert (target / "unsynced").read_bytes() == b"written again"
 
 
 def test_a_worker_stopped_by_sigterm_flushes_for_its_successor(daemon: DaemonProcess,

@@ -1,4 +1,4 @@
-"""Faults a running workload rides out: an MDS or an OSD killed and started again.
+"""Faults a mount rides out: an MDS or an OSD killed and started again, its client evicted.
 
 A writer on a cephmount mount writes, fsyncs and reads back files while the daemon
 dies and comes back; it must see no error and every file must verify afterwards.
@@ -8,7 +8,9 @@ bound is asserted on it. Each test returns with the cluster healthy again.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
 import threading
 import time
@@ -19,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from cephmount.devcluster import ClientEnv, DevCluster
+from cephmount.fs import mount as fs_mount
+from tests.conftest import evict_client_of
 from tests.fuse.conftest import cephmount_at, scratch_dir
 
 pytestmark = [pytest.mark.fuse, pytest.mark.cluster]
@@ -92,3 +96,51 @@ def test_a_daemon_restart_loses_nothing_and_fails_nothing(
         assert workload.errors == []
         assert len(workload.written) > 0
         assert workload.verify() == []
+
+
+def mount_pid(mountpoint: Path) -> int:
+    (record,) = [r for r in fs_mount.list_mounts() if r.mountpoint == str(mountpoint)]
+    return record.pid
+
+
+def mount_stats(mountpoint: Path) -> dict[str, int]:
+    return json.loads(os.getxattr(mountpoint, "cephmount.stats"))
+
+
+def test_an_evicted_mount_goes_on_with_a_new_session(client_env: ClientEnv,
+                                                      fault_mount: Path) -> None:
+    """As the kernel client's recover_session=clean: no person needed, nothing stale."""
+    log = fs_mount.state_dir() / "log" / "mounts.log"
+    logged_before = log.stat().st_size
+    with scratch_dir(fault_mount, "evict") as directory:
+        (directory / "before").write_text("written before")
+        with open(directory / "before", "rb") as still_open:
+            evict_client_of(client_env, mount_pid(fault_mount))
+            started = time.monotonic()
+            (directory / "after").write_text("written after")
+            print(f"first request answered {time.monotonic() - started:.2f} s after the "
+                  "eviction")
+            assert sorted(os.listdir(directory)) == ["after", "before"]
+            # the kernel's cached pages dropped: the read must come from the mount
+            os.posix_fadvise(still_open.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            assert still_open.read() == b"written before"
+        assert mount_stats(fault_mount)["session_losses"] == 1
+    with log.open("rb") as lines:
+        lines.seek(logged_before)
+        assert f"{fault_mount}: the Ceph session was lost".encode() in lines.read()
+
+
+def test_writes_the_lost_session_held_are_reported_once(client_env: ClientEnv,
+                                                         fault_mount: Path) -> None:
+    """Written, not yet fsynced, when the session went: fsync says so, then works again."""
+    with scratch_dir(fault_mount, "evict") as directory:
+        path = directory / "unsynced"
+        with open(path, "wb", buffering=0) as file:
+            file.write(b"may be lost")
+            evict_client_of(client_env, mount_pid(fault_mount))
+            with pytest.raises(OSError) as lost:
+                os.fsync(file.fileno())
+            assert lost.value.errno == errno.EIO
+            os.pwrite(file.fileno(), b"written again", 0)
+            os.fsync(file.fileno())
+        assert path.read_bytes() == b"written again"
