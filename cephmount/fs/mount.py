@@ -9,7 +9,6 @@ left mounted when the mount fails.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import faulthandler
 import hashlib
 import json
@@ -34,7 +33,7 @@ from cephmount.fs.handles import HandleStore
 from cephmount.fs.operations import CephOperations
 from cephmount.fs.options import MountOptions, Source
 from cephmount.fs.session import SessionKeeper, session_lost
-from cephmount.host import fuse, mountinfo, syscalls
+from cephmount.host import fuse, memory, mountinfo, syscalls
 from cephmount.host.node import node_identity
 from cephmount.host.statedir import atomic_write, open_private, private_dir
 
@@ -45,7 +44,6 @@ FS_TYPE = "fuse.cephmount"
 # reads; ours serves reads, so libcephfs's is kept small, bounding the process's memory.
 LIBCEPHFS_OBJECT_CACHE = 64 << 20
 LIBCEPHFS_MAX_DIRTY = 48 << 20
-M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt parameters from glibc's malloc.h
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 READAHEAD_KIB = 1024  # the largest FUSE request libfuse 3.14 negotiates (256 pages)
 
@@ -206,24 +204,10 @@ def dump_stacks_on_sigusr1() -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
-def _tune_malloc() -> None:
-    """Keep freed read buffers from piling up in glibc's heaps.
-
-    Reads move 1 MiB buffers through many threads (ours and libcephfs's). With
-    glibc's defaults the mmap threshold climbs past that size and every thread
-    gets an arena, so freed buffers stay mapped: measured here, a mount with a
-    32 MiB cache grew by 300 MiB reading 600 MiB; with these settings it stays
-    within its caches (about 110 MiB above its idle size).
-    """
-    libc = ctypes.CDLL(None)
-    libc.mallopt(M_MMAP_THRESHOLD, 256 << 10)
-    libc.mallopt(M_ARENA_MAX, 2)
-
-
 def run_foreground(source: Source, options: MountOptions, mountpoint: str,
                    ready_fd: int | None = None) -> None:
     """Mount, serve until unmounted or signalled, then leave nothing behind."""
-    _tune_malloc()
+    memory.tune_malloc()
     dump_stacks_on_sigusr1()
     with _reporting_to(ready_fd) as report:
         path = check_mountpoint(mountpoint)

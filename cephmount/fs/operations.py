@@ -50,6 +50,7 @@ from cephmount.fs.inodes import InodeTable
 from cephmount.fs.opstats import OpStats
 from cephmount.fs.options import Coherence
 from cephmount.fs.reads import CachedReader, OpenFile
+from cephmount.host import memory
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ APPEND_LOCK_OWNER = 0x63657068
 FLOCK_TYPES = {fcntl.LOCK_SH: fcntl.F_RDLCK, fcntl.LOCK_EX: fcntl.F_WRLCK,
                fcntl.LOCK_UN: fcntl.F_UNLCK}
 ATTR_CACHE_ENTRIES = 65536
+# Inodes the kernel forgets between two hand-backs of the heaps' free pages
+# (cephmount/host/memory.py): churning files fragments them, the RSS creeps otherwise.
+RELEASE_MEMORY_AFTER_FORGETS = 1024
 # Read on the mount's root (`getfattr -n cephmount.stats MOUNT`): the cache counters and,
 # under "op_stats", the per-request counters and request sizes, as JSON.
 STATS_XATTR = b"cephmount.stats"
@@ -208,6 +212,8 @@ class CephOperations(pyfuse3.Operations):
             ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self.reopened_handles = 0
         self.session_losses = 0
+        self._forgets_since_release = 0
+        self.memory_releases = 0
         self.op_stats = OpStats()
         self.invalidator = Invalidator(self.blocks, (self._attrs, self._xattrs), self._names,
                                        self._inodes.to_fuse)
@@ -246,7 +252,8 @@ class CephOperations(pyfuse3.Operations):
                         generations=self.blocks.tracked_inodes,
                         append_locks=len(self._append_locks),
                         block_sizes=len(self._block_sizes),
-                        listing_records=len(self._listings))
+                        listing_records=len(self._listings),
+                        memory_releases=self.memory_releases)
         return counters
 
     # -- helpers -----------------------------------------------------------------------
@@ -465,6 +472,11 @@ class CephOperations(pyfuse3.Operations):
                 self._forgotten(handle.ino)
                 with contextlib.suppress(CephError):  # a lost session has nothing to give back
                     await self._ceph.put(handle)
+        self._forgets_since_release += len(inode_list)
+        if self._forgets_since_release >= RELEASE_MEMORY_AFTER_FORGETS:
+            self._forgets_since_release = 0
+            self.memory_releases += 1
+            await trio.to_thread.run_sync(memory.release_free_memory)
 
     def _forgotten(self, ino: int) -> None:
         """The kernel holds `ino` no more: trim what is kept per inode, so that a
