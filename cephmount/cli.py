@@ -82,7 +82,7 @@ def _mount(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         fs_mount.run_foreground(source, options, args.mountpoint, args.ready_fd)
-        return 0
+        fs_mount.exit_stopped()
     fs_mount.check_mountpoint(args.mountpoint)
     argv = [args.source, args.mountpoint] + (["-o", args.options] if args.options else [])
     log_path = fs_mount.run_detached(argv, args.mountpoint, timeout=options.timeout + 15)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pyfuse3
 import trio
@@ -156,7 +157,7 @@ async def serve(operations: CephOperations | SessionKeeper, mountpoint: str,
     what `setup` starts in it); the invalidation thread stops before the FUSE
     session closes, so it never notifies a kernel session that is gone. A signal
     stops the taking of requests; those in flight finish first. Call
-    `hold_signals` once this returns, for the flush that follows.
+    `catch_stop_signals` before, for the moments trio's receiver is not in place.
     """
     try:
         async with trio.open_nursery() as nursery:
@@ -184,19 +185,33 @@ async def _widen_readahead(mountpoint: str) -> None:
 
 async def _terminate_on_signal() -> None:
     with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        if _StopSignal.seen:  # one came before this receiver was in place
+            pyfuse3.terminate()
         async for signum in signals:
             log.info("signal %d: finishing the requests in flight, then stopping", signum)
             pyfuse3.terminate()
 
 
-def hold_signals() -> None:
-    """From now on a stop signal waits: the flush and release that follow must finish.
+class _StopSignal:
+    seen = False
 
-    faulthandler (SIGUSR1) still dumps every thread's stack if they hang.
+
+def catch_stop_signals() -> None:
+    """Before serving: a stop signal never gets the default handling (death).
+
+    trio's receiver takes the signals while the mount serves and puts this handler
+    back when it ends; without it a second SIGTERM right after the first killed the
+    process before its flush. A signal before serving stops it as soon as it starts;
+    one during the flush and release that follow waits for them. faulthandler
+    (SIGUSR1) still dumps every thread's stack if they hang.
     """
     for signum in STOP_SIGNALS:
-        signal.signal(signum, lambda number, frame: log.info(
-            "signal %d while flushing: the flush goes on", number))
+        signal.signal(signum, _note_stop_signal)
+
+
+def _note_stop_signal(signum: int, frame: object) -> None:
+    _StopSignal.seen = True
+    log.info("signal %d: stopping once the requests in flight and the flush are done", signum)
 
 
 def dump_stacks_on_sigusr1() -> None:
@@ -219,13 +234,27 @@ def run_foreground(source: Source, options: MountOptions, mountpoint: str,
                 with _recorded(MountRecord(path, str(source), os.getpid(),
                                            options.coherence.value)):
                     report("OK")
+                    catch_stop_signals()
                     trio.run(serve, operations, path)
             finally:
-                hold_signals()
                 pyfuse3.close(unmount=True)
             trio.run(operations.release_all)
         finally:
             operations.close()
+    log.info("stopped: %s unmounted, every write flushed", path)
+
+
+def exit_stopped() -> NoReturn:
+    """End the process of a mount that stopped cleanly, with status 0, now.
+
+    The interpreter's own exit would set the stop signals' handling back to the
+    default first: one more SIGTERM then (an impatient init system, a second
+    `kill`) would turn a clean stop into a kill. Nothing is left to do.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _session_keeper(source: Source, options: MountOptions, path: str) -> SessionKeeper:

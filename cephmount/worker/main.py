@@ -28,6 +28,7 @@ from cephmount.fs import mount as fs_mount
 from cephmount.fs.handles import HandleStore
 from cephmount.fs.operations import CephOperations
 from cephmount.fs.options import Coherence, MountOptions, Source
+from cephmount.host import memory
 from cephmount.worker.config import (
     EXIT_SESSION_LOST,
     STAGING_DIR,
@@ -49,6 +50,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s worker[%(process)d]: %(message)s")
     fs_mount.dump_stacks_on_sigusr1()
+    memory.tune_malloc()
     bootstrap = socket.socket(fileno=int(argv[0]))
     start, fuse_fd = receive(bootstrap, WorkerStart)
     if fuse_fd is None:
@@ -110,10 +112,10 @@ def _serve(start: WorkerStart, client: CephClient, takeover: KernelTakeover,
         await nursery.start(control.serve)
         nursery.start_soon(_announce, takeover, bootstrap)
 
+    fs_mount.catch_stop_signals()
     try:
         trio.run(fs_mount.serve, operations, str(directory / STAGING_DIR), setup)
     finally:
-        fs_mount.hold_signals()
         pyfuse3.close(unmount=False)
         trio.run(operations.release_all)
 
