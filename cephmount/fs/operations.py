@@ -505,6 +505,8 @@ class CephOperations(pyfuse3.Operations):
     async def _prefetch_attrs(self, inode: int, cred: Credentials) -> None:
         """Attributes of the entries listed after `inode`, which `ls -l` stats next:
         fetched now (after the listing, so as fresh as any getattr) and cached."""
+        if not self._policy.cache_ttl:  # strict: nothing fetched ahead could be kept
+            return
         numbers = [number for number in self._listings.following(inode, PREFETCH_ENTRIES)
                    if self._attrs.get(number) is None]
         if not numbers:
@@ -1068,6 +1070,8 @@ class CephOperations(pyfuse3.Operations):
     async def _prefetch_xattr(self, inode: int, name: bytes, cred: Credentials) -> None:
         """The same xattr of the entries listed after `inode` (`ls -l` asks every
         entry for `security.selinux`), in one thread hop."""
+        if not self._policy.cache_ttl:
+            return
         numbers = [number for number in self._listings.following(inode, PREFETCH_ENTRIES)
                    if name not in (self._xattrs.get(number) or {})]
         if not numbers:

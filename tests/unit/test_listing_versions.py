@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
+from typing import Any, cast
 
+import pyfuse3
+import pytest
+
+from cephmount.ceph.aio import AsyncCephClient
+from cephmount.ceph.structs import Inode, StatX
 from cephmount.fs.coherence import ListingVersions
+from cephmount.fs.operations import CephOperations
+from cephmount.fs.options import Coherence
 from tests.unit.test_bookkeeping import STAT
 
 DIR, ENTRY = 10, 11
@@ -67,3 +76,33 @@ def test_the_entries_listed_after_one_are_those_ls_l_stats_next() -> None:
     listings.listing_started(DIR)  # listed again from the start: the old order is gone
     listings.listed(105, DIR)
     assert listings.following(103, 3) == [] and listings.following(105, 3) == []
+
+
+class FakeCeph:
+    """The calls a getattr makes of AsyncCephClient; counts the batches fetched ahead."""
+
+    def __init__(self) -> None:
+        self.sync = self
+        self.batches = 0
+
+    async def getattr(self, inode: Any, cred: Any) -> StatX:
+        return STAT
+
+    async def for_each_inode(self, numbers: list[int], call: Any) -> list[StatX]:
+        self.batches += 1
+        return [replace(STAT, ino=number) for number in numbers]
+
+
+@pytest.mark.parametrize(("coherence", "batches"), [(Coherence.DEFAULT, 1),
+                                                    (Coherence.STRICT, 0)])
+async def test_attributes_are_fetched_ahead_only_where_they_can_be_kept(
+        coherence: Coherence, batches: int) -> None:
+    """Strict mode keeps no attributes: fetching 32 ahead for each stat would be waste
+    (an `ls -l` of 50,000 entries in strict mode ran past the bench's time limit)."""
+    ceph = FakeCeph()
+    ops = CephOperations(cast(AsyncCephClient, ceph), Inode(7, None), coherence=coherence)
+    ops._listings.listing_started(DIR)
+    for entry in (pyfuse3.ROOT_INODE, 20, 21):
+        ops._listings.listed(entry, DIR)
+    await ops.getattr(pyfuse3.ROOT_INODE, SimpleNamespace(uid=0, gid=0, pid=0))  # type: ignore
+    assert ceph.batches == batches
