@@ -490,14 +490,19 @@ def msgspec_json(value: object) -> bytes:
     return msgspec.json.encode(value)
 
 
+def mount_to_evict(daemon: DaemonProcess,
+                   target: Path) -> tuple[Path, daemon_client.MountInfo]:
+    """A mount at `target` whose worker's client the test evicts (an expected ERROR line)."""
+    daemon.expected_errors.append("the Ceph session was lost")
+    target.mkdir()
+    return target, daemon.mount(target)
+
+
 def test_an_evicted_client_is_replaced_by_a_new_session(daemon: DaemonProcess,
                                                         target_dir: Path,
                                                         client_env: ClientEnv) -> None:
     """As the kernel client's recover_session=clean: no person needed, nothing stale."""
-    daemon.expected_errors.append("the Ceph session was lost")
-    target = target_dir / "evicted"
-    target.mkdir()
-    info = daemon.mount(target)
+    target, info = mount_to_evict(daemon, target_dir / "evicted")
     (target / "before").write_text("written before")
     with open(target / "before") as still_open:
         evict_client_of(client_env, info.worker_pid)
@@ -515,10 +520,7 @@ def test_writes_an_evicted_worker_held_are_reported_once(daemon: DaemonProcess,
                                                          target_dir: Path,
                                                          client_env: ClientEnv) -> None:
     """libcephfs's fsync of an evicted client says 0 and drops the data: never pass that on."""
-    daemon.expected_errors.append("the Ceph session was lost")
-    target = target_dir / "evicted-writer"
-    target.mkdir()
-    info = daemon.mount(target)
+    target, info = mount_to_evict(daemon, target_dir / "evicted-writer")
     with open(target / "unsynced", "wb", buffering=0) as file:
         file.write(b"may be lost")
         evict_client_of(client_env, info.worker_pid)
