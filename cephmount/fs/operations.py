@@ -505,17 +505,23 @@ class CephOperations(pyfuse3.Operations):
     async def _prefetch_attrs(self, inode: int, cred: Credentials) -> None:
         """Attributes of the entries listed after `inode`, which `ls -l` stats next:
         fetched now (after the listing, so as fresh as any getattr) and cached."""
-        if not self._policy.cache_ttl:  # strict: nothing fetched ahead could be kept
-            return
-        numbers = [number for number in self._listings.following(inode, PREFETCH_ENTRIES)
-                   if self._attrs.get(number) is None]
-        if not numbers:
-            return
-        fetched = await self._ceph.for_each_inode(
-            numbers, functools.partial(self._ceph.sync.getattr, cred=cred))
-        for number, stx in zip(numbers, fetched, strict=True):
+        fetched = await self._fetch_ahead(inode, lambda number: self._attrs.get(number) is None,
+                                          functools.partial(self._ceph.sync.getattr, cred=cred))
+        for number, stx in fetched:
             if isinstance(stx, StatX):
                 self._fresh_attrs(number, stx)
+
+    async def _fetch_ahead(self, inode: int, missing: Callable[[int], bool],
+                           call: Callable[[Inode], R]) -> list[tuple[int, R | CephError]]:
+        """`call` on each entry listed after `inode` whose answer is `missing` from our
+        caches, in one thread hop; nothing where the caches keep nothing (strict)."""
+        if not self._policy.cache_ttl:
+            return []
+        numbers = [number for number in self._listings.following(inode, PREFETCH_ENTRIES)
+                   if missing(number)]
+        if not numbers:
+            return []
+        return list(zip(numbers, await self._ceph.for_each_inode(numbers, call), strict=True))
 
     @ceph_errors
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
@@ -1070,15 +1076,10 @@ class CephOperations(pyfuse3.Operations):
     async def _prefetch_xattr(self, inode: int, name: bytes, cred: Credentials) -> None:
         """The same xattr of the entries listed after `inode` (`ls -l` asks every
         entry for `security.selinux`), in one thread hop."""
-        if not self._policy.cache_ttl:
-            return
-        numbers = [number for number in self._listings.following(inode, PREFETCH_ENTRIES)
-                   if name not in (self._xattrs.get(number) or {})]
-        if not numbers:
-            return
-        fetched = await self._ceph.for_each_inode(
-            numbers, functools.partial(self._ceph.sync.getxattr, name=name, cred=cred))
-        for number, value in zip(numbers, fetched, strict=True):
+        fetched = await self._fetch_ahead(
+            inode, lambda number: name not in (self._xattrs.get(number) or {}),
+            functools.partial(self._ceph.sync.getxattr, name=name, cred=cred))
+        for number, value in fetched:
             if isinstance(value, bytes):
                 self._remember_xattr(number, name, value)
             elif value.errno == errno.ENODATA:
