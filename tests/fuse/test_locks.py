@@ -120,6 +120,13 @@ def start(lockers: list[Locker], path: Path, how: str) -> Locker:
     return locker
 
 
+def holding(lockers: list[Locker], path: Path, how: str) -> Locker:
+    """A locker that has taken its lock (and holds it until released or killed)."""
+    holder = start(lockers, path, how)
+    assert holder.outcome() == "done"
+    return holder
+
+
 def getlk(path: Path) -> tuple[int, int, int]:
     """F_GETLK for a write lock on the whole file: (type, start, length) of a conflict."""
     fd = os.open(path, os.O_RDWR)
@@ -135,8 +142,7 @@ def getlk(path: Path) -> tuple[int, int, int]:
 def test_an_fcntl_lock_on_one_node_holds_on_the_other(
         shared: tuple[Path, Path], lockers: list[Locker]) -> None:
     a, b = shared
-    holder = start(lockers, a / "f", "lockf")
-    assert holder.outcome() == "done"
+    holder = holding(lockers, a / "f", "lockf")
 
     assert start(lockers, b / "f", "lockf-nb").outcome() in (
         f"error {errno.EAGAIN}", f"error {errno.EACCES}")
@@ -150,8 +156,7 @@ def test_an_fcntl_lock_on_one_node_holds_on_the_other(
 def test_a_flock_lock_on_one_node_holds_on_the_other(
         shared: tuple[Path, Path], lockers: list[Locker]) -> None:
     a, b = shared
-    holder = start(lockers, a / "f", "flock")
-    assert holder.outcome() == "done"
+    holder = holding(lockers, a / "f", "flock")
 
     assert start(lockers, b / "f", "flock-nb").outcome() == f"error {errno.EWOULDBLOCK}"
 
@@ -163,8 +168,7 @@ def test_a_flock_lock_on_one_node_holds_on_the_other(
 def test_a_waiter_is_woken_when_the_other_node_unlocks(
         shared: tuple[Path, Path], lockers: list[Locker], how: str) -> None:
     a, b = shared
-    holder = start(lockers, a / "f", how)
-    assert holder.outcome() == "done"
+    holder = holding(lockers, a / "f", how)
     waiter = start(lockers, b / "f", how)
     assert waiter.outcome(timeout=STILL_WAITING_S) is None
 
@@ -176,8 +180,7 @@ def test_a_waiter_is_woken_when_the_other_node_unlocks(
 def test_a_killed_holder_leaves_no_lock(
         shared: tuple[Path, Path], lockers: list[Locker], how: str) -> None:
     a, b = shared
-    holder = start(lockers, a / "f", how)
-    assert holder.outcome() == "done"
+    holder = holding(lockers, a / "f", how)
     assert start(lockers, b / "f", f"{how}-nb").outcome() != "done"
     holder.kill()
     assert start(lockers, b / "f", f"{how}-nb").outcome() == "done"
@@ -187,8 +190,7 @@ def test_a_killed_waiter_dies_and_leaves_no_lock(
         shared: tuple[Path, Path], lockers: list[Locker]) -> None:
     """The kernel interrupts the waiting request; the waiter must not hang in it."""
     a, b = shared
-    holder = start(lockers, a / "f", "lockf")
-    assert holder.outcome() == "done"
+    holder = holding(lockers, a / "f", "lockf")
     waiter = start(lockers, b / "f", "lockf")
     assert waiter.outcome(timeout=STILL_WAITING_S) is None
 
@@ -204,8 +206,7 @@ def test_fcntl_locks_are_shared_with_ceph_fuse(
     a, _ = shared
     reference = ceph_fuse_mount / a.relative_to(nodes[0])
     for holder_path, other_path in ((reference / "f", a / "f"), (a / "g", reference / "g")):
-        holder = start(lockers, holder_path, "lockf")
-        assert holder.outcome() == "done"
+        holder = holding(lockers, holder_path, "lockf")
         assert start(lockers, other_path, "lockf-nb").outcome() in (
             f"error {errno.EAGAIN}", f"error {errno.EACCES}")
         holder.release()
@@ -245,8 +246,7 @@ def test_lock_waits_do_not_starve_other_requests(
     a, b = shared
     (a / "other").write_bytes(b"still served")
     (a / "f").write_bytes(b"")
-    holder = start(lockers, b / "f", "lockf")  # whole file: appends wait for it too
-    assert holder.outcome() == "done"
+    holder = holding(lockers, b / "f", "lockf")  # whole file: appends wait for it too
     waiters = [start(lockers, a / "f", how) for how in ["lockf"] * 12 + ["append"] * 12]
     assert all(waiter.outcome(timeout=0.1) is None for waiter in waiters)
     time.sleep(STILL_WAITING_S)
