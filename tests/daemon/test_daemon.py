@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import errno
 import os
 import signal
@@ -12,7 +13,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -271,15 +274,24 @@ def test_worker_sigkill_is_invisible_to_open_files(daemon: DaemonProcess,
     daemon.expected_errors.append("replacement")
 
 
-def test_unsynced_writes_of_a_dead_worker_are_reported(daemon: DaemonProcess,
-                                                       target_dir: Path) -> None:
-    target = target_dir / "unsynced"
+@contextlib.contextmanager
+def written_across_a_new_worker(daemon: DaemonProcess, target: Path, data: bytes,
+                                signum: int) -> Iterator[BinaryIO]:
+    """A file of a new mount at `target`, written to, then kept open while its worker
+    ends by `signum` and a successor takes over."""
     target.mkdir()
     info = daemon.mount(target)
     with open(target / "file", "wb", buffering=0) as file:
-        file.write(b"written, never synced")
-        os.kill(info.worker_pid, signal.SIGKILL)
-        wait_for(lambda: daemon.mounts()[0].restarts == 1, what="a replacement worker")
+        file.write(data)
+        os.kill(info.worker_pid, signum)
+        wait_for(lambda: daemon.mounts()[0].restarts == 1, what="a successor worker")
+        yield file
+
+
+def test_unsynced_writes_of_a_dead_worker_are_reported(daemon: DaemonProcess,
+                                                       target_dir: Path) -> None:
+    with written_across_a_new_worker(daemon, target_dir / "unsynced",
+                                     b"written, never synced", signal.SIGKILL) as file:
         with pytest.raises(OSError) as reported:
             os.fsync(file.fileno())
         assert reported.value.errno == 5
@@ -536,12 +548,8 @@ def test_a_worker_stopped_by_sigterm_flushes_for_its_successor(daemon: DaemonPro
                                                                target_dir: Path) -> None:
     """A clean stop writes everything back: the successor has nothing lost to report."""
     target = target_dir / "handover"
-    target.mkdir()
-    info = daemon.mount(target)
-    with open(target / "file", "wb", buffering=0) as file:
-        file.write(b"written before the stop")
-        os.kill(info.worker_pid, signal.SIGTERM)
-        wait_for(lambda: daemon.mounts()[0].restarts == 1, what="a successor")
+    with written_across_a_new_worker(daemon, target, b"written before the stop",
+                                     signal.SIGTERM) as file:
         os.fsync(file.fileno())
     assert (target / "file").read_bytes() == b"written before the stop"
 
