@@ -201,6 +201,8 @@ class ListingVersions:
         # in it each entry came: what `ls -l` will stat after an entry.
         self._order: LRUCache[int, list[int]] = LRUCache(maxsize=self.ORDERS_KEPT)
         self._listed_at: LRUCache[int, tuple[int, int]] = LRUCache(maxsize=maxsize)
+        self._per_inode: tuple[LRUCache, ...] = (
+            self._seen, self._stats, self._statted, self._order, self._listed_at)
         self._clock = clock
 
     def may_cache(self, ino: int) -> bool:
@@ -251,11 +253,9 @@ class ListingVersions:
         return same
 
     def forget(self, ino: int) -> None:
-        for per_inode in (self._seen, self._stats, self._statted, self._order,
-                          self._listed_at):
+        for per_inode in self._per_inode:
             per_inode.pop(ino, None)
 
     def __len__(self) -> int:
         """Records kept, over every inode: a long-lived mount's must stay flat."""
-        return sum(len(per_inode) for per_inode in
-                   (self._seen, self._stats, self._statted, self._order, self._listed_at))
+        return sum(len(per_inode) for per_inode in self._per_inode)
