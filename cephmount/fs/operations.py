@@ -18,7 +18,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NoReturn, ParamSpec, TypeVar, cast, overload
+from typing import Any, NamedTuple, NoReturn, ParamSpec, TypeVar, cast, overload
 
 import pyfuse3
 import trio
@@ -137,6 +137,17 @@ def _times_now(changes: dict[str, Any]) -> bool:
         for key, value in changes.items())
 
 
+class Unsent(NamedTuple):
+    """Entries of a listing read from libcephfs that a reply had no room for."""
+
+    start: int  # the offset the first of them is at
+    plus: bool  # read for READDIRPLUS: each carries a reference to its inode
+    entries: list[DirEntry]
+
+
+NOTHING_UNSENT = Unsent(-1, False, [])
+
+
 class CallerGroups:
     """Supplementary groups of a calling pid, read from /proc as ceph-fuse does, briefly cached."""
 
@@ -197,7 +208,7 @@ class CephOperations(pyfuse3.Operations):
         self._dirs: dict[int, DirHandle] = {}
         # Entries read from libcephfs but not yet sent, per directory handle, with the
         # offset they start at: the next READDIRPLUS usually asks for exactly those.
-        self._unsent: dict[int, tuple[int, bool, list[DirEntry]]] = {}
+        self._unsent: dict[int, Unsent] = {}
         self._listings = ListingVersions(ATTR_CACHE_ENTRIES)
         self._changes = ChangeTracker(self._policy.revalidate_after)
         self.blocks = BlockCache(cache_bytes if self._policy.cache_data else 0,
@@ -975,7 +986,7 @@ class CephOperations(pyfuse3.Operations):
                 await self._put_entries(batch[sent:])
                 raise
             if sent < len(batch):
-                self._unsent[fh] = (offset, token.plus, batch[sent:])
+                self._unsent[fh] = Unsent(offset, token.plus, batch[sent:])
                 return
 
     async def _next_entries(self, fh: int, handle: DirHandle, offset: int,
@@ -983,10 +994,10 @@ class CephOperations(pyfuse3.Operations):
         """The entries from `offset` on: those the last reply had no room for, if they
         start there and are of the kind asked for, else a new batch from libcephfs
         (the old one's references put). Only READDIRPLUS needs inodes."""
-        start, was_plus, unsent = self._unsent.pop(fh, (None, False, []))
-        if start == offset and was_plus == plus and unsent:
-            return unsent
-        await self._put_entries(unsent)
+        unsent = self._unsent.pop(fh, NOTHING_UNSENT)
+        if unsent.start == offset and unsent.plus == plus and unsent.entries:
+            return unsent.entries
+        await self._put_entries(unsent.entries)
         if not plus:
             return await self._ceph.readdir_names(handle, offset, READDIR_BATCH)
         return await self._ceph.readdir_batch(handle, offset, READDIR_BATCH,
@@ -1022,7 +1033,7 @@ class CephOperations(pyfuse3.Operations):
     @ceph_errors
     async def releasedir(self, fh: int) -> None:
         self._handles.free(fh)
-        await self._put_entries(self._unsent.pop(fh, (0, False, []))[2])
+        await self._put_entries(self._unsent.pop(fh, NOTHING_UNSENT).entries)
         handle = self._dirs.pop(fh, None)
         if handle is not None:
             await self._ceph.releasedir(handle)
@@ -1121,8 +1132,8 @@ class CephOperations(pyfuse3.Operations):
             await self._ceph.release(of.handle)
         for dir_handle in self._dirs.values():
             await self._ceph.releasedir(dir_handle)
-        for _, _, unsent in self._unsent.values():
-            await self._put_entries(unsent)
+        for unsent in self._unsent.values():
+            await self._put_entries(unsent.entries)
         self._files.clear()
         self._dirs.clear()
         self._unsent.clear()
