@@ -757,8 +757,7 @@ class CephClient:
         out = _inode_out() if want_inodes else ffi.NULL
         while True:
             with self._gate:
-                if lib.ceph_telldir(self._cmount, dirh.ptr) != offset:
-                    lib.ceph_seekdir(self._cmount, dirh.ptr, offset)
+                self._seekdir(dirh, offset)
                 got = check(
                     lib.ceph_readdirplus_r(self._cmount, dirh.ptr, de, stx,
                                            c.CEPH_STATX_ALL_STATS, c.AT_STATX_DONT_SYNC, out),
@@ -789,6 +788,11 @@ class CephClient:
         entries = self.readdir(dirh, offset, want_inodes=want_inodes, dots=dots)
         return list(itertools.islice(entries, limit))
 
+    def _seekdir(self, dirh: DirHandle, offset: int) -> None:
+        """Go to `offset` (an entry's, or 0) unless the handle is there already."""
+        if lib.ceph_telldir(self._cmount, dirh.ptr) != offset:
+            lib.ceph_seekdir(self._cmount, dirh.ptr, offset)
+
     def readdir_names(self, dirh: DirHandle, offset: int, limit: int) -> list[DirEntry]:
         """At most `limit` entries from `offset` ("." and ".." included) with their
         numbers and types only (`stat.mode` holds just the type), in one libcephfs
@@ -799,8 +803,7 @@ class CephClient:
             return self.readdir_batch(dirh, offset, limit, dots=True)
         dirents = ffi.new("struct dirent[]", limit)
         with self._gate:
-            if lib.ceph_telldir(self._cmount, dirh.ptr) != offset:
-                lib.ceph_seekdir(self._cmount, dirh.ptr, offset)
+            self._seekdir(dirh, offset)
             size = check(lib.ceph_getdents(self._cmount, dirh.ptr, ffi.cast("char *", dirents),
                                            ffi.sizeof(dirents)), "getdents")
         return [DirEntry(ffi.string(de.d_name), StatX.of_type(de.d_ino, de.d_type << 12),
