@@ -50,6 +50,8 @@ from cephmount.ceph.vino import NOSNAP, VinoNumbers
 
 R = TypeVar("R")
 
+# File capabilities (struct vfs_cap_data), which a write or a truncate removes.
+CAPABILITY_XATTR = b"security.capability"
 _PATH_MAX = 4096
 _XATTR_ATTEMPTS = 4
 _KEPT_READ_BUFFER = 16 << 20
@@ -475,7 +477,10 @@ class CephClient:
         atime_ns: TimeArg = None,
         mtime_ns: TimeArg = None,
     ) -> StatX:
-        """Change the given attributes; times take nanoseconds or `NOW`."""
+        """Change the given attributes; times take nanoseconds or `NOW`.
+
+        A truncate (`size`) removes the file's capabilities first
+        (`_clear_capabilities`), as the kernel's does."""
         stx = _statx()
         mask = 0
         for value, bit, fieldname in (
@@ -490,6 +495,8 @@ class CephClient:
         mask |= _set_time(stx.stx_atime, atime_ns, c.CEPH_SETATTR_ATIME, c.CEPH_SETATTR_ATIME_NOW)
         mask |= _set_time(stx.stx_mtime, mtime_ns, c.CEPH_SETATTR_MTIME, c.CEPH_SETATTR_MTIME_NOW)
         with self._gate:
+            if size is not None:
+                self._clear_capabilities(inode.ptr)
             check(lib.ceph_ll_setattr(self._cmount, inode.ptr, stx, mask, self._perm(cred)),
                   "ll_setattr")
         return self.getattr(inode, cred)
@@ -587,8 +594,11 @@ class CephClient:
         return buffer
 
     def write(self, fh: FileHandle, offset: int, data: Any) -> int:
-        """Write `data` (any bytes-like object) at `offset`; returns the count."""
-        with self._gate:
+        """Write `data` (any bytes-like object) at `offset`; returns the count.
+
+        The file loses its capabilities first (`_clear_capabilities`)."""
+        with self._gate, self._inode_of(fh) as inode:
+            self._clear_capabilities(inode)
             source = ffi.from_buffer(data)
             return check(lib.ceph_ll_write(self._cmount, fh.ptr, offset, len(source), source),
                          "ll_write")
@@ -627,6 +637,8 @@ class CephClient:
                 return None
             try:
                 offset = self._cluster_size(fh)
+                with self._inode_of(fh) as inode:
+                    self._clear_capabilities(inode)
                 self._write_all(fh, offset, data)
                 check(lib.ceph_ll_fsync(self._cmount, fh.ptr, 0), "ll_fsync")
             finally:
@@ -661,19 +673,47 @@ class CephClient:
         the MDS. The MDS answers at once, without recalling the writers' Fw
         caps and their unreported sizes, while its file lock is in a
         readable transition (MIX->LOCK): so every appender fsyncs, which
-        reports its size, before it unlocks. The bound API has no Fh-based
-        getattr; ll_lookup_inode finds the Inode the Fh pins, in the cache.
+        reports its size, before it unlocks.
         """
-        out = _inode_out()  # appends are to head inodes only: snapshots are read-only
+        with self._inode_of(fh) as inode:
+            stx = _statx()
+            check(lib.ceph_ll_getattr(self._cmount, inode, stx, c.CEPH_STATX_SIZE, 0,
+                                      self._perm(ROOT)), "ll_getattr")
+            return stx.stx_size
+
+    @contextlib.contextmanager
+    def _inode_of(self, fh: FileHandle) -> Iterator[Any]:
+        """The `Inode *` an open file pins, held by a reference of its own meanwhile.
+
+        The bound API has no Fh-based getattr or xattr calls; ll_lookup_inode
+        finds the inode in the cache. Written files are head inodes (snapshots
+        are read-only), so the number needs no snapshot id.
+        """
+        out = _inode_out()
         check(lib.ceph_ll_lookup_inode(self._cmount, ffi.new("inodeno_t *", [fh.ino])[0], out),
               "ll_lookup_inode")
         try:
-            stx = _statx()
-            check(lib.ceph_ll_getattr(self._cmount, out[0], stx, c.CEPH_STATX_SIZE, 0,
-                                      self._perm(ROOT)), "ll_getattr")
-            return stx.stx_size
+            yield out[0]
         finally:
             lib.ceph_ll_put(self._cmount, out[0])
+
+    def _clear_capabilities(self, inode: Any) -> None:
+        """Remove the file capabilities of `inode` (an `Inode *`), as the kernel does
+        before a write or a truncate: a changed program must not keep its privileges.
+
+        The kernel decides from its own getxattr of them, which may have been
+        answered from a cache, and never decides for a `direct_io` write. libcephfs
+        answers from its xattr caps, coherent across nodes (no MDS round trip while
+        it holds them). As root, since the kernel removes them whoever writes.
+        """
+        perm = self._perm(ROOT)
+        found = lib.ceph_ll_getxattr(self._cmount, inode, CAPABILITY_XATTR, ffi.NULL, 0, perm)
+        if found == -errno.ENODATA:
+            return
+        check(found, "ll_getxattr", CAPABILITY_XATTR.decode())
+        removed = lib.ceph_ll_removexattr(self._cmount, inode, CAPABILITY_XATTR, perm)
+        if removed != -errno.ENODATA:  # another writer removed them first
+            check(removed, "ll_removexattr", CAPABILITY_XATTR.decode())
 
     def _write_all(self, fh: FileHandle, offset: int, data: Any) -> None:
         """ll_write all of `data`: it writes at most INT_MAX bytes a call."""
@@ -721,8 +761,10 @@ class CephClient:
 
     def fallocate(self, fh: FileHandle, mode: int, offset: int, length: int) -> None:
         """fallocate(2) on an open file: libcephfs takes modes 0, KEEP_SIZE and
-        PUNCH_HOLE|KEEP_SIZE, and answers EOPNOTSUPP to the others."""
-        with self._gate:
+        PUNCH_HOLE|KEEP_SIZE, and answers EOPNOTSUPP to the others. The file
+        loses its capabilities first (`_clear_capabilities`), as for a write."""
+        with self._gate, self._inode_of(fh) as inode:
+            self._clear_capabilities(inode)
             check(lib.ceph_ll_fallocate(self._cmount, fh.ptr, mode, offset, length),
                   "ll_fallocate")
 

@@ -25,6 +25,7 @@ import trio
 from cachetools import LRUCache, TTLCache
 
 from cephmount.ceph.aio import AsyncCephClient, until_granted
+from cephmount.ceph.client import CAPABILITY_XATTR
 from cephmount.ceph.errors import CephError
 from cephmount.ceph.structs import (
     NOW,
@@ -73,11 +74,6 @@ STATS_XATTR = b"cephmount.stats"
 # Namespaces anyone may read (the kernel checks no permission): one cached answer
 # serves every caller. `ls -l` asks for ACLs and security labels of every entry.
 SHARED_XATTR_PREFIXES = (b"security.", b"system.")
-# Never cached: the kernel asks before every write whether it must strip file
-# capabilities, and a stale "none" after another node's setcap would let a writer
-# change a privileged program and keep its privileges. libcephfs answers from its
-# caps (coherent across nodes) as for ceph-fuse.
-CAPABILITY_XATTR = b"security.capability"
 TIME_FIELDS = ("atime_ns", "mtime_ns")
 NOW_TOLERANCE_NS = 1_000_000_000
 # Flags that acted when a file was first opened and must not act again when a
@@ -1063,7 +1059,7 @@ class CephOperations(pyfuse3.Operations):
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if name == STATS_XATTR and inode == pyfuse3.ROOT_INODE:
             return json.dumps({**self.stats(), "op_stats": self.op_stats.as_dict()}).encode()
-        if not name.startswith(SHARED_XATTR_PREFIXES) or name == CAPABILITY_XATTR:
+        if not name.startswith(SHARED_XATTR_PREFIXES):
             return await self._ceph.getxattr(await self._handle(inode), name, self._cred(ctx))
         known = self._xattrs.get(inode)
         if known is not None and name in known:
@@ -1078,6 +1074,16 @@ class CephOperations(pyfuse3.Operations):
         return value
 
     def _remember_xattr(self, inode: int, name: bytes, value: bytes | None) -> None:
+        """Cache an answer; of file capabilities, only their absence.
+
+        The kernel asks for `security.capability` before every write through the
+        page cache, to strip it: the absence is cached, because the write itself
+        strips capabilities set meanwhile on another node (CephClient.write). A
+        value is not: the kernel would remove capabilities that are gone already,
+        and a failed removal fails the write.
+        """
+        if name == CAPABILITY_XATTR and value is not None:
+            return
         known = self._xattrs.get(inode)
         if known is None:
             self._xattrs.set(inode, {name: value})

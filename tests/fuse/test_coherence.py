@@ -440,27 +440,58 @@ FILE_CAPABILITY = (0x02000000 | 1).to_bytes(4, "little") + (1 << 10).to_bytes(4,
     + bytes(12)
 
 
-def test_a_write_strips_capabilities_set_on_another_node(nodes: dict[str, Node],
-                                                         shared: str) -> None:
-    """The kernel asks for security.capability before each write, to strip it.
+def append(path: Path) -> None:
+    with open(path, "ab") as f:
+        f.write(b"#")
 
-    A writer that keeps the file open must strip capabilities set on another node
-    since its last write, as on ceph-fuse: a stale "none" would let anyone who
-    may write a file change a privileged program and keep its privileges.
+
+CHANGES: dict[str, Callable[[int, Path], object]] = {
+    "write": lambda fd, path: os.pwrite(fd, b"#", 0),
+    "truncate": lambda fd, path: os.ftruncate(fd, 5),
+    "allocate": lambda fd, path: os.posix_fallocate(fd, 0, 8192),
+    "append": lambda fd, path: append(path),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+@pytest.mark.parametrize("writer", ["a", "strict"])
+def test_a_change_strips_capabilities_set_on_another_node(nodes: dict[str, Node], shared: str,
+                                                          writer: str, change: str) -> None:
+    """A changed file loses its file capabilities, as on ceph-fuse.
+
+    Also when they were set on another node after this writer opened the file and
+    learnt it had none: else anyone who may write a file could change a privileged
+    program and keep its privileges. Strict mode writes past the page cache, where
+    the kernel never looks for them.
     """
-    here, there = nodes["a"].root / shared / "prog", nodes["b"].root / shared / "prog"
+    here, there = nodes[writer].root / shared / "prog", nodes["b"].root / shared / "prog"
     here.write_bytes(b"#!/bin/true\n")
     fd = os.open(here, os.O_WRONLY)
     try:
         for trial in range(5):
-            os.pwrite(fd, b"#", 0)  # A learns the file has no capabilities
+            os.pwrite(fd, b"#", 0)  # the writer learns the file has no capabilities
             os.setxattr(there, "security.capability", FILE_CAPABILITY)
-            os.pwrite(fd, b"#", 0)
+            CHANGES[change](fd, here)
             with pytest.raises(OSError) as absent:
                 os.getxattr(there, "security.capability")
             assert absent.value.errno == errno.ENODATA, f"trial {trial}: not stripped"
     finally:
         os.close(fd)
+
+
+def test_capabilities_read_back_where_they_were_set(nodes: dict[str, Node],
+                                                    shared: str) -> None:
+    """The kernel's asks before writes leave `getcap` on the setting node right."""
+    path = nodes["a"].root / shared / "prog"
+    path.write_bytes(b"#!/bin/true\n")
+    with open(path, "r+b") as f:
+        os.pwrite(f.fileno(), b"#", 0)
+        os.setxattr(path, "security.capability", FILE_CAPABILITY)
+        assert os.getxattr(path, "security.capability") == FILE_CAPABILITY
+        os.pwrite(f.fileno(), b"#", 0)
+    with pytest.raises(OSError) as absent:
+        os.getxattr(path, "security.capability")
+    assert absent.value.errno == errno.ENODATA
 
 
 def mmap_round_trip(path: Path, flags: int, prot: int) -> bytes:
