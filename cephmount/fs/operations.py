@@ -706,6 +706,9 @@ class CephOperations(pyfuse3.Operations):
         handle, stx, fh = await self._ceph.create(
             await self._handle(parent_inode), name, mode, flags & ~KERNEL_ONLY, cred)
         entry = await self._made(parent_inode, name, handle, stx)
+        # No capabilities yet, and the writes strip any set meanwhile: the kernel's
+        # ask before the first write needs no thread hop.
+        self._remember_xattr(entry.st_ino, CAPABILITY_XATTR, None)
         of = await self._open_file(entry.st_ino, fh, flags)
         return await self._new_file(of, unchanged=False), entry
 

@@ -494,6 +494,15 @@ def test_capabilities_read_back_where_they_were_set(nodes: dict[str, Node],
     assert absent.value.errno == errno.ENODATA
 
 
+def test_a_new_file_is_written_without_asking_libcephfs_for_capabilities(
+        nodes: dict[str, Node], shared: str) -> None:
+    """The kernel's ask before a new file's first write is answered from the cache."""
+    before = nodes["a"].stats()
+    for i in range(20):
+        (nodes["a"].root / shared / f"new-{i}").write_bytes(b"x" * 4096)
+    assert nodes["a"].stats()["xattr_hits"] - before["xattr_hits"] >= 20
+
+
 def mmap_round_trip(path: Path, flags: int, prot: int) -> bytes:
     """Map a file, change it through the map if shared, and read back with read(2)."""
     path.write_bytes(b"a" * 8192)
