@@ -47,11 +47,11 @@ from cephmount.fs.coherence import (
     ListingVersions,
 )
 from cephmount.fs.handles import HandleKind, HandleRecord, HandleStore
+from cephmount.fs.heap import HeapReleaser
 from cephmount.fs.inodes import InodeTable
 from cephmount.fs.opstats import OpStats
 from cephmount.fs.options import Coherence
 from cephmount.fs.reads import CachedReader, OpenFile
-from cephmount.host import memory
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,6 @@ APPEND_LOCK_OWNER = 0x63657068
 FLOCK_TYPES = {fcntl.LOCK_SH: fcntl.F_RDLCK, fcntl.LOCK_EX: fcntl.F_WRLCK,
                fcntl.LOCK_UN: fcntl.F_UNLCK}
 ATTR_CACHE_ENTRIES = 65536
-# Inodes the kernel forgets between two hand-backs of the heaps' free pages
-# (cephmount/host/memory.py): churning files fragments them, the RSS creeps otherwise.
-RELEASE_MEMORY_AFTER_FORGETS = 1024
 # Read on the mount's root (`getfattr -n cephmount.stats MOUNT`): the cache counters and,
 # under "op_stats", the per-request counters and request sizes, as JSON.
 STATS_XATTR = b"cephmount.stats"
@@ -211,7 +208,8 @@ class CephOperations(pyfuse3.Operations):
                                  on_forgotten=self._changes.forget)
         self._attrs: ExpiringMap[StatX] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
-        self._reader = CachedReader(ceph, self.blocks)
+        self.heap = HeapReleaser()
+        self._reader = CachedReader(ceph, self.blocks, self.heap)
         self._append_locks: dict[int, trio.Lock] = {}
         self._lock_owners: dict[int, set[int]] = {}  # ceph inode -> owners that took locks
         self._block_sizes: LRUCache[int, int] = LRUCache(maxsize=ATTR_CACHE_ENTRIES)
@@ -219,8 +217,6 @@ class CephOperations(pyfuse3.Operations):
             ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self.reopened_handles = 0
         self.session_losses = 0
-        self._forgets_since_release = 0
-        self.memory_releases = 0
         self.op_stats = OpStats()
         self.invalidator = Invalidator(self.blocks, (self._attrs, self._xattrs), self._names,
                                        self._inodes.to_fuse)
@@ -232,6 +228,7 @@ class CephOperations(pyfuse3.Operations):
     def attach(self, nursery: trio.Nursery) -> None:
         """Start coherence: callbacks to the invalidation thread, background reads."""
         self._reader.attach(nursery)
+        self.heap.attach(nursery)
         self.invalidator.start()
         self._ceph.sync.register_callbacks(
             on_inode_invalidate=self.invalidator.on_inode_invalidate,
@@ -260,7 +257,7 @@ class CephOperations(pyfuse3.Operations):
                         append_locks=len(self._append_locks),
                         block_sizes=len(self._block_sizes),
                         listing_records=len(self._listings),
-                        memory_releases=self.memory_releases)
+                        memory_releases=self.heap.releases)
         return counters
 
     # -- helpers -----------------------------------------------------------------------
@@ -479,11 +476,7 @@ class CephOperations(pyfuse3.Operations):
                 self._forgotten(handle.ino)
                 with contextlib.suppress(CephError):  # a lost session has nothing to give back
                     await self._ceph.put(handle)
-        self._forgets_since_release += len(inode_list)
-        if self._forgets_since_release >= RELEASE_MEMORY_AFTER_FORGETS:
-            self._forgets_since_release = 0
-            self.memory_releases += 1
-            await trio.to_thread.run_sync(memory.release_free_memory)
+        self.heap.forgotten(len(inode_list))
 
     def _forgotten(self, ino: int) -> None:
         """The kernel holds `ino` no more: trim what is kept per inode, so that a
@@ -725,6 +718,7 @@ class CephOperations(pyfuse3.Operations):
         of = await self._file(fh)
         if not of.block_size or self._open_for_writing[of.ino]:
             data = await self._ceph.read(of.handle, off, size)
+            self.heap.moved(len(data))
         else:
             if self._changes.due(of.ino):
                 await self._revalidate(of)
@@ -751,6 +745,7 @@ class CephOperations(pyfuse3.Operations):
             written = await self._ceph.write(of.handle, off, buf)
             self.blocks.drop_range(of.ino, off, off + written, of.block_size)
             await self._refresh_attrs(of.fuse_ino)
+        self.heap.moved(len(buf))
         self.op_stats.bytes_written += written
         self.op_stats.record_size("write", len(buf))
         return written

@@ -17,6 +17,7 @@ import trio
 from cephmount.ceph.aio import AsyncCephClient
 from cephmount.ceph.structs import FileHandle
 from cephmount.fs.cache import BlockCache, BlockKey
+from cephmount.fs.heap import HeapReleaser
 
 READAHEAD_BLOCKS = 8
 
@@ -46,9 +47,10 @@ class OpenFile:
 
 
 class CachedReader:
-    def __init__(self, ceph: AsyncCephClient, blocks: BlockCache) -> None:
+    def __init__(self, ceph: AsyncCephClient, blocks: BlockCache, heap: HeapReleaser) -> None:
         self._ceph = ceph
         self._blocks = blocks
+        self._heap = heap
         self._inflight: dict[BlockKey, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -86,6 +88,7 @@ class CachedReader:
         try:
             generation = self._blocks.generation(of.ino)
             data = await self._ceph.read(of.handle, position, of.block_size)
+            self._heap.moved(len(data))
             self._blocks.put(of.ino, position, data, generation, readahead=readahead)
             return data
         finally:

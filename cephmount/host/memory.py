@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import ctypes
 
-M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt parameters from glibc's malloc.h
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # from glibc's malloc.h
+# Above the largest data buffer: blocks and FUSE requests are at most 1 MiB.
+MMAP_THRESHOLD = 4 << 20
+# Free space kept at a heap's top, as glibc keeps it with its own threshold: below
+# this, every freed buffer at the top was handed back and the next one faulted in.
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
 
 _libc = ctypes.CDLL(None)  # a foreign call: the GIL is released while it runs
 
 
 def tune_malloc() -> None:
-    """Keep freed read buffers from piling up in glibc's heaps.
+    """Reuse the pages of 1 MiB data buffers; keep freed ones from piling up.
 
-    Reads move 1 MiB buffers through many threads (ours and libcephfs's). With
-    glibc's defaults the mmap threshold climbs past that size and every thread
-    gets an arena, so freed buffers stay mapped: measured here, a mount with a
-    32 MiB cache grew by 300 MiB reading 600 MiB; with these settings it stays
-    within its caches (about 110 MiB above its idle size).
+    Reads and writes move 1 MiB buffers through many threads (ours and
+    libcephfs's). Above the mmap threshold each is mapped afresh and its pages
+    faulted in and zeroed: a third of a mount's CPU during a cold sequential read
+    (perf; docs/performance.md). Below it they come from the heaps and reuse
+    freed pages. glibc's own threshold climbs as it likes and every thread gets
+    an arena, so freed buffers stayed mapped (a mount with a 32 MiB cache grew by
+    300 MiB reading 600 MiB): a fixed threshold, two arenas, and the mount hands
+    free pages back now and then (fs/heap.py, `release_free_memory`).
     """
-    _libc.mallopt(M_MMAP_THRESHOLD, 256 << 10)
+    _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    _libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     _libc.mallopt(M_ARENA_MAX, 2)
 
 

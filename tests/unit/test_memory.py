@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
+import subprocess
+import sys
 
 from cephmount.host import memory
 from tests.soak.churn import rss_bytes
@@ -32,3 +35,27 @@ def test_free_pages_among_live_chunks_are_given_back() -> None:
     finally:
         for chunk in kept:
             libc.free(chunk)
+
+
+BUFFER_FAULTS = """
+import ctypes, resource
+from cephmount.host import memory
+memory.tune_malloc()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(64):
+    buffer = libc.malloc(1 << 20)
+    ctypes.memset(buffer, 1, 1 << 20)
+    libc.free(buffer)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_a_freed_data_buffer_is_reused_not_faulted_in_again() -> None:
+    """64 reads' worth of 1 MiB buffers fault in the pages of about one, not of 64."""
+    result = subprocess.run([sys.executable, "-c", BUFFER_FAULTS], capture_output=True,
+                            text=True, timeout=60, check=True)
+    faults = int(result.stdout)
+    assert faults < 4 * (1 << 20) // resource.getpagesize(), faults

@@ -1,0 +1,60 @@
+"""When a mount hands the free pages of glibc's heaps back to the system.
+
+Two kinds of churn leave free pages resident in the heaps (host/memory.py):
+- inodes that come and go fragment them: libcephfs's long-lived cache entries sit
+  among the freed records of inodes that went (docs/reliability.md);
+- data buffers: reads and writes move 1 MiB buffers, which come from the heaps
+  (below the mmap threshold, so that their pages are reused rather than mapped and
+  zeroed afresh for every request) and leave free chunks between peaks.
+
+After every RELEASE_AFTER_FORGETS forgotten inodes or RELEASE_AFTER_BYTES of data
+moved, whichever comes first, one release runs in a worker thread, in the
+background: a request never waits for it, and releases never overlap.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from cephmount.host import memory
+
+RELEASE_AFTER_FORGETS = 1024
+RELEASE_AFTER_BYTES = 16 << 20
+
+
+class HeapReleaser:
+    def __init__(self) -> None:
+        self.releases = 0
+        self._forgets = 0
+        self._bytes = 0
+        self._releasing = False
+        self._nursery: trio.Nursery | None = None
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Releases run in the mount's nursery; none before this."""
+        self._nursery = nursery
+
+    def forgotten(self, count: int) -> None:
+        """The kernel forgot `count` inodes."""
+        self._forgets += count
+        self._release_if_due()
+
+    def moved(self, size: int) -> None:
+        """A buffer of `size` bytes was read from or written to libcephfs."""
+        self._bytes += size
+        self._release_if_due()
+
+    def _release_if_due(self) -> None:
+        due = self._forgets >= RELEASE_AFTER_FORGETS or self._bytes >= RELEASE_AFTER_BYTES
+        if not due or self._releasing or self._nursery is None:
+            return
+        self._forgets = self._bytes = 0
+        self._releasing = True
+        self.releases += 1
+        self._nursery.start_soon(self._release)
+
+    async def _release(self) -> None:
+        try:
+            await trio.to_thread.run_sync(memory.release_free_memory)
+        finally:
+            self._releasing = False
