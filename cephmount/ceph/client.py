@@ -54,7 +54,8 @@ R = TypeVar("R")
 CAPABILITY_XATTR = b"security.capability"
 _PATH_MAX = 4096
 _XATTR_ATTEMPTS = 4
-_KEPT_READ_BUFFER = 16 << 20
+# Read buffers: libcephfs fills what it returns, so they are not zeroed first.
+_unzeroed = ffi.new_allocator(should_clear_after_alloc=False)
 _DOTS = (b".", b"..")
 # The byte `append` locks: the last one an off_t can address. No data lives
 # there, so only other locks that run to the end of the file cover it.
@@ -192,7 +193,6 @@ class CephClient:
         self._perms = UserPermCache(perm_cache_size)
         self._numbers = VinoNumbers()
         self._callbacks: list[CallbackSet] = []
-        self._read_buffers = threading.local()
         self._appends = _InodeMutexes()
         self._settings = dict(options or {})
         if keyring is not None:
@@ -573,25 +573,24 @@ class CephClient:
         Returns the count, short at end of file.
         """
         with self._gate:
-            target = ffi.from_buffer(buffer, require_writable=True)
-            return check(lib.ceph_ll_read(self._cmount, fh.ptr, offset, len(target), target),
-                         "ll_read")
+            return self._read(fh, offset, ffi.from_buffer(buffer, require_writable=True))
 
-    def read(self, fh: FileHandle, offset: int, size: int) -> bytes:
-        """Up to `size` bytes at `offset` (fewer at end of file)."""
-        buffer = self._read_buffer(size)
-        count = self.read_into(fh, offset, buffer[:size])
-        return bytes(buffer[:count])
+    def read(self, fh: FileHandle, offset: int, size: int) -> memoryview:
+        """Up to `size` bytes at `offset` (fewer at end of file), read-only.
 
-    def _read_buffer(self, size: int) -> memoryview:
-        """A per-thread buffer of at least `size` bytes, reused across reads."""
-        buffer: memoryview | None = getattr(self._read_buffers, "buffer", None)
-        if buffer is not None and len(buffer) >= size:
-            return buffer
-        buffer = memoryview(bytearray(size))
-        if size <= _KEPT_READ_BUFFER:
-            self._read_buffers.buffer = buffer
-        return buffer
+        libcephfs reads straight into a buffer of the read's own, not zeroed first:
+        no copy. Most of a short read's buffer would be held for nothing (a small
+        file's block in the cache), so its data are copied into one of their size.
+        """
+        with self._gate:
+            buffer = _unzeroed("char[]", size)
+            count = self._read(fh, offset, buffer)
+        data = memoryview(ffi.buffer(buffer, count))
+        return data.toreadonly() if 2 * count >= size else memoryview(bytes(data))
+
+    def _read(self, fh: FileHandle, offset: int, target: Any) -> int:
+        return check(lib.ceph_ll_read(self._cmount, fh.ptr, offset, len(target), target),
+                     "ll_read")
 
     def write(self, fh: FileHandle, offset: int, data: Any) -> int:
         """Write `data` (any bytes-like object) at `offset`; returns the count.

@@ -24,6 +24,8 @@ from cachetools import LRUCache, TTLCache
 MAX_BLOCK = 1 << 20
 
 BlockKey = tuple[int, int]  # (ceph ino, block offset)
+# A block's data, read-only: as read from libcephfs, in a buffer of its own.
+Block = bytes | memoryview
 V = TypeVar("V")
 
 
@@ -53,14 +55,14 @@ class CacheStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-class _CountingLRU(LRUCache[BlockKey, bytes]):
+class _CountingLRU(LRUCache[BlockKey, Block]):
     """An LRU that reports what it evicts, so indexes and counters stay true."""
 
     def __init__(self, maxsize: int, on_evict: Callable[[BlockKey], None]) -> None:
         super().__init__(maxsize=maxsize, getsizeof=len)
         self._on_evict = on_evict
 
-    def popitem(self) -> tuple[BlockKey, bytes]:
+    def popitem(self) -> tuple[BlockKey, Block]:
         key, value = super().popitem()
         self._on_evict(key)
         return key, value
@@ -114,7 +116,7 @@ class BlockCache:
                 generation = self._generations[ino] = next(self._next_generation)
             return generation
 
-    def get(self, ino: int, offset: int) -> bytes | None:
+    def get(self, ino: int, offset: int) -> Block | None:
         with self._lock:
             data = self._blocks.get((ino, offset))
             if data is None:
@@ -130,7 +132,7 @@ class BlockCache:
         with self._lock:
             self.stats.bytes_from_cache += nbytes
 
-    def put(self, ino: int, offset: int, data: bytes, generation: int,
+    def put(self, ino: int, offset: int, data: Block, generation: int,
             readahead: bool = False) -> bool:
         """Store a block fetched under `generation`; refuse it if the inode changed since."""
         with self._lock:

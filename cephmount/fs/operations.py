@@ -38,7 +38,7 @@ from cephmount.ceph.structs import (
     Lock,
     StatX,
 )
-from cephmount.fs.cache import BlockCache, ExpiringMap, block_size_for
+from cephmount.fs.cache import Block, BlockCache, ExpiringMap, block_size_for
 from cephmount.fs.coherence import (
     POLICIES,
     ChangeTracker,
@@ -706,7 +706,8 @@ class CephOperations(pyfuse3.Operations):
         return await self._new_file(of, unchanged=False), entry
 
     @ceph_errors
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(  # type: ignore[override]  # pyfuse3 replies from any buffer
+            self, fh: int, off: int, size: int) -> Block:
         """Read through our block cache, or straight from libcephfs.
 
         Straight when the file is not cached (strict mode) or open for writing here:
@@ -716,6 +717,7 @@ class CephOperations(pyfuse3.Operations):
         libcephfs still caches the data while it holds the caps.
         """
         of = await self._file(fh)
+        data: Block
         if not of.block_size or self._open_for_writing[of.ino]:
             data = await self._ceph.read(of.handle, off, size)
             self.heap.moved(len(data))

@@ -16,7 +16,7 @@ import trio
 
 from cephmount.ceph.aio import AsyncCephClient
 from cephmount.ceph.structs import FileHandle
-from cephmount.fs.cache import BlockCache, BlockKey
+from cephmount.fs.cache import Block, BlockCache, BlockKey
 from cephmount.fs.heap import HeapReleaser
 
 READAHEAD_BLOCKS = 8
@@ -58,9 +58,9 @@ class CachedReader:
         """Background fetches run in the mount's nursery."""
         self._nursery = nursery
 
-    async def read(self, of: OpenFile, offset: int, size: int, file_size: int | None) -> bytes:
+    async def read(self, of: OpenFile, offset: int, size: int, file_size: int | None) -> Block:
         start = offset - offset % of.block_size
-        parts: list[bytes] = []
+        parts: list[Block] = []
         position = start
         while position < offset + size:
             block = await self._block(of, position)
@@ -68,12 +68,13 @@ class CachedReader:
             if len(block) < of.block_size:
                 break  # end of file
             position += of.block_size
-        data = b"".join(parts)[offset - start: offset - start + size]
+        whole = parts[0] if len(parts) == 1 else b"".join(parts)  # one block: no copy
+        data = whole[offset - start: offset - start + size]
         self._blocks.count_served(len(data))
         self._read_ahead(of, offset, size, file_size)
         return data
 
-    async def _block(self, of: OpenFile, position: int) -> bytes:
+    async def _block(self, of: OpenFile, position: int) -> Block:
         key = (of.ino, position)
         while (pending := self._inflight.get(key)) is not None:
             await pending.wait()
@@ -82,7 +83,7 @@ class CachedReader:
             return cached
         return await self._fetch(of, position, readahead=False)
 
-    async def _fetch(self, of: OpenFile, position: int, readahead: bool) -> bytes:
+    async def _fetch(self, of: OpenFile, position: int, readahead: bool) -> Block:
         key = (of.ino, position)
         done = self._inflight[key] = trio.Event()
         try:

@@ -308,11 +308,15 @@ def test_hot_reread_is_served_from_our_cache(nodes: dict[str, Node], shared: str
     assert hot < cold, f"hot {hot:.3f}s, cold {cold:.3f}s"
 
 
-def rss_bytes(pid: int) -> int:
+def status_bytes(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+    raise AssertionError(f"no {field}")
+
+
+def rss_bytes(pid: int) -> int:
+    return status_bytes(pid, "VmRSS")
 
 
 def test_cache_stays_within_its_limit(nodes: dict[str, Node], shared: str) -> None:
@@ -332,6 +336,26 @@ def test_cache_stays_within_its_limit(nodes: dict[str, Node], shared: str) -> No
     # (ours and libcephfs's own object cache) and some slack for buffers.
     grown = rss_bytes(small.pid()) - rss_before
     assert grown < stats["cache_limit"] + LIBCEPHFS_OBJECT_CACHE + (32 << 20), grown
+
+
+def test_small_files_in_the_cache_hold_little_memory(nodes: dict[str, Node],
+                                                     shared: str) -> None:
+    """A block is fetched 1 MiB at a time; a small file's block keeps only its data.
+
+    Measured on the heap's size (VmData): pages of a buffer never written are not
+    resident, but they stay the buffer's, and the heap can use them for nothing else.
+    """
+    files = [nodes["a"].root / shared / f"small-{i}" for i in range(300)]
+    for path in files:
+        path.write_bytes(b"x" * 100)
+    reader = nodes["c"]
+    heap_before = status_bytes(reader.pid(), "VmData")
+    fetched_before = reader.stats()["bytes_fetched"]
+    for path in files:
+        assert (reader.root / shared / path.name).read_bytes() == b"x" * 100
+    assert reader.stats()["bytes_fetched"] - fetched_before == 300 * 100  # all cached
+    grown = status_bytes(reader.pid(), "VmData") - heap_before
+    assert grown < 64 << 20, grown
 
 
 def test_no_stale_handle_after_a_listing_of_another_nodes_directories(
