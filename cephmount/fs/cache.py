@@ -15,11 +15,12 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Generic, TypeVar
 
-from cachetools import LRUCache, TTLCache
+from cachetools import LRUCache
 
 MAX_BLOCK = 1 << 20
 
@@ -225,19 +226,25 @@ class BlockCache:
 
 
 class ExpiringMap(Generic[V]):
-    """A bounded map whose entries expire `ttl` seconds after they were set; ttl 0 keeps nothing.
+    """A map whose entries expire `ttl` seconds after they were set, `maxsize` entries at
+    most (the oldest go first); ttl 0 keeps nothing.
 
-    `update` changes an entry's value without giving it longer to live.
+    `update` changes an entry's value without giving it longer to live. Entries are
+    kept in the order they were set, which is the order they expire in: setting one
+    drops those expired from the front. An OrderedDict under a lock rather than
+    cachetools' TTLCache, whose every call runs its timer and expiry: a listing drops
+    the entry of each name it sends, and TTLCache's `pop` was 45% of a large
+    listing's time (docs/performance.md).
     """
 
     def __init__(self, maxsize: int, ttl: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._enabled = ttl > 0
         self._ttl = ttl
+        self._maxsize = maxsize
         self._clock = clock
         self._lock = threading.Lock()
-        self._items: TTLCache[object, tuple[V, float]] = TTLCache(
-            maxsize=maxsize, ttl=max(ttl, 1e-9), timer=clock)
+        self._items: OrderedDict[object, tuple[V, float]] = OrderedDict()
 
     def get(self, key: object) -> V | None:
         with self._lock:
@@ -247,9 +254,17 @@ class ExpiringMap(Generic[V]):
         return item[0]
 
     def set(self, key: object, value: V) -> None:
-        if self._enabled:
-            with self._lock:
-                self._items[key] = (value, self._clock() + self._ttl)
+        if not self._enabled:
+            return
+        now = self._clock()
+        with self._lock:
+            self._items.pop(key, None)
+            self._items[key] = (value, now + self._ttl)
+            while self._items:
+                oldest = next(iter(self._items.values()))
+                if len(self._items) <= self._maxsize and oldest[1] > now:
+                    break
+                self._items.popitem(last=False)
 
     def update(self, key: object, value: V) -> None:
         """Replace the value of a live entry, keeping its expiry; no entry, no change."""
@@ -269,7 +284,7 @@ class ExpiringMap(Generic[V]):
     def drop_where(self, predicate: Callable[[object], bool]) -> None:
         with self._lock:
             for key in [k for k in self._items if predicate(k)]:
-                self._items.pop(key, None)
+                del self._items[key]
 
     def __len__(self) -> int:
         with self._lock:

@@ -1016,8 +1016,13 @@ class CephOperations(pyfuse3.Operations):
         sizes) rather than our cache. ceph-fuse's listings give no attributes.
         """
         fuse_ino = self._inodes.to_fuse(item.stat.ino)
-        entry = self._entry(fuse_ino, item.stat)
-        entry.attr_timeout = 0
+        if token.plus:
+            entry = self._entry(fuse_ino, item.stat)
+            entry.attr_timeout = 0
+        else:  # a plain READDIR sends the number and the type only
+            entry = pyfuse3.EntryAttributes()
+            entry.st_ino = fuse_ino
+            entry.st_mode = item.stat.mode
         if not pyfuse3.readdir_reply(token, item.name, entry, item.offset):
             return False
         self._attrs.drop(fuse_ino)

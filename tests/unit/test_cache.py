@@ -119,6 +119,21 @@ def test_expiring_map_update_keeps_the_expiry() -> None:
     assert attrs.get("a") is None
 
 
+def test_expiring_map_holds_maxsize_entries_dropping_the_oldest_and_the_expired() -> None:
+    now = [0.0]
+    names: ExpiringMap[int] = ExpiringMap(3, ttl=1.0, clock=lambda: now[0])
+    for key in "abc":
+        names.set(key, 1)
+        now[0] += 0.1
+    names.set("a", 2)  # set again: the newest now
+    names.set("d", 3)
+    assert [names.get(key) for key in "abcd"] == [2, None, 1, 3]
+    assert len(names) == 3
+    now[0] = 1.25  # c (set at 0.2) has expired, a (0.3) and d (0.3) have not
+    names.set("e", 4)
+    assert len(names) == 3 and names.get("c") is None
+
+
 STAT = StatX(mask=0, ino=9, mode=0o100644, nlink=1, uid=0, gid=0, rdev=0, size=10, blocks=1,
              blksize=4096, atime_ns=0, mtime_ns=5, ctime_ns=5, btime_ns=0, version=3)
 
