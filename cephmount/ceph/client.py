@@ -596,8 +596,8 @@ class CephClient:
         """Write `data` (any bytes-like object) at `offset`; returns the count.
 
         The file loses its capabilities first (`_clear_capabilities`)."""
-        with self._gate, self._inode_of(fh) as inode:
-            self._clear_capabilities(inode)
+        with self._gate:
+            self._clear_capabilities_of(fh)
             source = ffi.from_buffer(data)
             return check(lib.ceph_ll_write(self._cmount, fh.ptr, offset, len(source), source),
                          "ll_write")
@@ -636,8 +636,7 @@ class CephClient:
                 return None
             try:
                 offset = self._cluster_size(fh)
-                with self._inode_of(fh) as inode:
-                    self._clear_capabilities(inode)
+                self._clear_capabilities_of(fh)
                 self._write_all(fh, offset, data)
                 check(lib.ceph_ll_fsync(self._cmount, fh.ptr, 0), "ll_fsync")
             finally:
@@ -714,6 +713,11 @@ class CephClient:
         if removed != -errno.ENODATA:  # another writer removed them first
             check(removed, "ll_removexattr", CAPABILITY_XATTR.decode())
 
+    def _clear_capabilities_of(self, fh: FileHandle) -> None:
+        """`_clear_capabilities` of an open file."""
+        with self._inode_of(fh) as inode:
+            self._clear_capabilities(inode)
+
     def _write_all(self, fh: FileHandle, offset: int, data: Any) -> None:
         """ll_write all of `data`: it writes at most INT_MAX bytes a call."""
         source = ffi.from_buffer(data)
@@ -762,8 +766,8 @@ class CephClient:
         """fallocate(2) on an open file: libcephfs takes modes 0, KEEP_SIZE and
         PUNCH_HOLE|KEEP_SIZE, and answers EOPNOTSUPP to the others. The file
         loses its capabilities first (`_clear_capabilities`), as for a write."""
-        with self._gate, self._inode_of(fh) as inode:
-            self._clear_capabilities(inode)
+        with self._gate:
+            self._clear_capabilities_of(fh)
             check(lib.ceph_ll_fallocate(self._cmount, fh.ptr, mode, offset, length),
                   "ll_fallocate")
 
