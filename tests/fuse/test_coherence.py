@@ -24,6 +24,7 @@ import pytest
 from cephmount.devcluster import ClientEnv
 from cephmount.fs.mount import LIBCEPHFS_OBJECT_CACHE
 from tests.fuse.conftest import cephmount_at, cephmount_cli
+from tests.soak.churn import rss_bytes, status_bytes
 
 pytestmark = [pytest.mark.fuse, pytest.mark.cluster]
 
@@ -306,17 +307,6 @@ def test_hot_reread_is_served_from_our_cache(nodes: dict[str, Node], shared: str
     assert after_hot["bytes_from_cache"] - after_cold["bytes_from_cache"] == 48 << 20
     assert after_cold["readahead_used"] > before["readahead_used"]
     assert hot < cold, f"hot {hot:.3f}s, cold {cold:.3f}s"
-
-
-def status_bytes(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no {field}")
-
-
-def rss_bytes(pid: int) -> int:
-    return status_bytes(pid, "VmRSS")
 
 
 def test_cache_stays_within_its_limit(nodes: dict[str, Node], shared: str) -> None:

@@ -20,11 +20,16 @@ def stats(mountpoint: Path) -> dict[str, int]:
     return dict(json.loads(os.getxattr(mountpoint, "cephmount.stats")))
 
 
-def rss_bytes(pid: int) -> int:
+def status_bytes(pid: int, field: str) -> int:
+    """A size from /proc/PID/status, in bytes (VmRSS: resident; VmData: the heaps)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+def rss_bytes(pid: int) -> int:
+    return status_bytes(pid, "VmRSS")
 
 
 def _one_file(directory: Path, index: int) -> None:
