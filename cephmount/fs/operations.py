@@ -208,8 +208,8 @@ class CephOperations(pyfuse3.Operations):
                                  on_forgotten=self._changes.forget)
         self._attrs: ExpiringMap[StatX] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
-        self.heap = HeapReleaser()
-        self._reader = CachedReader(ceph, self.blocks, self.heap)
+        self._heap = HeapReleaser()
+        self._reader = CachedReader(ceph, self.blocks, self._heap)
         self._append_locks: dict[int, trio.Lock] = {}
         self._lock_owners: dict[int, set[int]] = {}  # ceph inode -> owners that took locks
         self._block_sizes: LRUCache[int, int] = LRUCache(maxsize=ATTR_CACHE_ENTRIES)
@@ -228,7 +228,7 @@ class CephOperations(pyfuse3.Operations):
     def attach(self, nursery: trio.Nursery) -> None:
         """Start coherence: callbacks to the invalidation thread, background reads."""
         self._reader.attach(nursery)
-        self.heap.attach(nursery)
+        self._heap.attach(nursery)
         self.invalidator.start()
         self._ceph.sync.register_callbacks(
             on_inode_invalidate=self.invalidator.on_inode_invalidate,
@@ -257,7 +257,7 @@ class CephOperations(pyfuse3.Operations):
                         append_locks=len(self._append_locks),
                         block_sizes=len(self._block_sizes),
                         listing_records=len(self._listings),
-                        memory_releases=self.heap.releases)
+                        memory_releases=self._heap.releases)
         return counters
 
     # -- helpers -----------------------------------------------------------------------
@@ -476,7 +476,7 @@ class CephOperations(pyfuse3.Operations):
                 self._forgotten(handle.ino)
                 with contextlib.suppress(CephError):  # a lost session has nothing to give back
                     await self._ceph.put(handle)
-        self.heap.forgotten(len(inode_list))
+        self._heap.forgotten(len(inode_list))
 
     def _forgotten(self, ino: int) -> None:
         """The kernel holds `ino` no more: trim what is kept per inode, so that a
@@ -720,7 +720,7 @@ class CephOperations(pyfuse3.Operations):
         data: Block
         if not of.block_size or self._open_for_writing[of.ino]:
             data = await self._ceph.read(of.handle, off, size)
-            self.heap.moved(len(data))
+            self._heap.moved(len(data))
         else:
             if self._changes.due(of.ino):
                 await self._revalidate(of)
@@ -747,7 +747,7 @@ class CephOperations(pyfuse3.Operations):
             written = await self._ceph.write(of.handle, off, buf)
             self.blocks.drop_range(of.ino, off, off + written, of.block_size)
             await self._refresh_attrs(of.fuse_ino)
-        self.heap.moved(len(buf))
+        self._heap.moved(len(buf))
         self.op_stats.bytes_written += written
         self.op_stats.record_size("write", len(buf))
         return written
