@@ -35,6 +35,7 @@ from cephmount.ceph._perms import UserPermCache
 from cephmount.ceph.asok import admin_socket_command
 from cephmount.ceph.errors import CephError, check
 from cephmount.ceph.structs import (
+    DIRENT_FORMAT,
     NOW,
     ROOT,
     Credentials,
@@ -851,9 +852,9 @@ class CephClient:
             self._seekdir(dirh, offset)
             size = check(lib.ceph_getdents(self._cmount, dirh.ptr, ffi.cast("char *", dirents),
                                            ffi.sizeof(dirents)), "getdents")
-        return [DirEntry(ffi.string(de.d_name), StatX.of_type(de.d_ino, de.d_type << 12),
-                         de.d_off)
-                for de in dirents[0:size // ffi.sizeof("struct dirent")]]
+        return [DirEntry(name[:name.index(0)], StatX.of_type(number, kind << 12), next_offset)
+                for number, next_offset, kind, name
+                in DIRENT_FORMAT.iter_unpack(ffi.buffer(dirents, size))]
 
     # --- names -----------------------------------------------------------
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -146,8 +144,8 @@ def test_change_tracker_sees_version_size_and_mtime_moves() -> None:
     assert not tracker.due(9)
     now[0] = 0.6
     assert tracker.due(9)
-    assert not tracker.changed(replace(STAT, atime_ns=99))
-    for moved in (replace(STAT, version=4), replace(STAT, version=4, size=11),
-                  replace(STAT, version=4, size=11, mtime_ns=6)):
+    assert not tracker.changed(STAT._replace(atime_ns=99))
+    for moved in (STAT._replace(version=4), STAT._replace(version=4, size=11),
+                  STAT._replace(version=4, size=11, mtime_ns=6)):
         assert tracker.changed(moved)
     assert tracker.known_size(9) == 11

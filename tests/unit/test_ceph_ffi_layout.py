@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cephmount.ceph._libcephfs import PROTOTYPES, ffi
-from cephmount.ceph.structs import STATX_FORMAT, StatX
+from cephmount.ceph.structs import DIRENT_FORMAT, STATX_FORMAT, StatX
 
 HEADERS = """
 #define _FILE_OFFSET_BITS 64
@@ -127,6 +127,23 @@ def test_statx_unpacking_matches_the_struct() -> None:
         mtime_ns=1_700_000_002_000_000_102, btime_ns=1_700_000_003_000_000_103,
         version=2**63 + 9, mask=0x1FFF,
     )
+
+
+def test_dirent_unpacking_matches_the_struct() -> None:
+    """CephClient.readdir_names reads getdents' records as raw bytes: the number,
+    the next offset, the type and the name must each land right."""
+    assert DIRENT_FORMAT.size == ffi.sizeof("struct dirent")
+    dirents = ffi.new("struct dirent[]", 2)
+    for index, name in enumerate((b"a", b"n" * 255)):
+        dirents[index].d_ino = 2**40 + index
+        dirents[index].d_off = 2**62 + index
+        dirents[index].d_reclen = 0xFFFF
+        dirents[index].d_type = 4 + index
+        dirents[index].d_name = name
+    records = list(DIRENT_FORMAT.iter_unpack(ffi.buffer(dirents)))
+    assert [(number, offset, kind, name.rstrip(b"\0"))
+            for number, offset, kind, name in records] == [
+        (2**40, 2**62, 4, b"a"), (2**40 + 1, 2**62 + 1, 5, b"n" * 255)]
 
 
 def test_prototypes_agree_with_headers(tmp_path: Path) -> None:

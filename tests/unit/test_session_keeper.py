@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import threading
-from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -165,7 +164,7 @@ class FakeCeph:
         if self.batches == 0:
             raise CephError(errno.ESHUTDOWN, "ll_readdir")
         self.batches -= 1
-        return [DirEntry(f"e{n}".encode(), replace(STAT, ino=100 + n), n + 1)
+        return [DirEntry(f"e{n}".encode(), STAT._replace(ino=100 + n), n + 1)
                 for n in range(offset, min(offset + limit, ENTRIES))]
 
 
