@@ -46,6 +46,7 @@ from cephmount.fs.coherence import (
     Invalidator,
     ListingVersions,
 )
+from cephmount.fs.dirahead import ListingAhead
 from cephmount.fs.handles import HandleKind, HandleRecord, HandleStore
 from cephmount.fs.heap import HeapReleaser
 from cephmount.fs.inodes import InodeTable
@@ -55,7 +56,8 @@ from cephmount.fs.reads import CachedReader, OpenFile
 
 log = logging.getLogger(__name__)
 
-READDIR_BATCH = 256
+READDIR_BATCH = 256  # READDIRPLUS: each entry holds a reference until sent
+NAMES_BATCH = 1024  # plain READDIR: about a reply's worth of names (no references)
 # After a listing, a stat of one entry (`ls -l`, `du`) fetches the attributes (or the
 # asked-for shared xattr) of the entries listed next too, in one thread hop.
 PREFETCH_ENTRIES = 32
@@ -202,6 +204,8 @@ class CephOperations(pyfuse3.Operations):
         # Entries read from libcephfs but not yet sent, per directory handle, with the
         # offset they start at: the next READDIRPLUS usually asks for exactly those.
         self._unsent: dict[int, Unsent] = {}
+        self._ahead = ListingAhead(
+            lambda handle, offset: self._ceph.readdir_names(handle, offset, NAMES_BATCH))
         self._listings = ListingVersions(ATTR_CACHE_ENTRIES)
         self._changes = ChangeTracker(self._policy.revalidate_after)
         self.blocks = BlockCache(cache_bytes if self._policy.cache_data else 0,
@@ -229,6 +233,7 @@ class CephOperations(pyfuse3.Operations):
         """Start coherence: callbacks to the invalidation thread, background reads."""
         self._reader.attach(nursery)
         self._heap.attach(nursery)
+        self._ahead.attach(nursery)
         self.invalidator.start()
         self._ceph.sync.register_callbacks(
             on_inode_invalidate=self.invalidator.on_inode_invalidate,
@@ -257,7 +262,8 @@ class CephOperations(pyfuse3.Operations):
                         append_locks=len(self._append_locks),
                         block_sizes=len(self._block_sizes),
                         listing_records=len(self._listings),
-                        memory_releases=self._heap.releases)
+                        memory_releases=self._heap.releases,
+                        names_read_ahead=self._ahead.used)
         return counters
 
     # -- helpers -----------------------------------------------------------------------
@@ -973,6 +979,8 @@ class CephOperations(pyfuse3.Operations):
                 raise
             if not batch:
                 return
+            if not token.plus:  # read the next names while these are sent
+                self._ahead.start(fh, handle, batch[-1].offset)
             sent = 0
             try:
                 while sent < len(batch) and self._reply_entry(token, batch[sent], parent):
@@ -988,14 +996,18 @@ class CephOperations(pyfuse3.Operations):
     async def _next_entries(self, fh: int, handle: DirHandle, offset: int,
                             plus: bool) -> list[DirEntry]:
         """The entries from `offset` on: those the last reply had no room for, if they
-        start there and are of the kind asked for, else a new batch from libcephfs
-        (the old one's references put). Only READDIRPLUS needs inodes."""
+        start there and are of the kind asked for, else the names read ahead after
+        the last reply (fs/dirahead.py), else a new batch from libcephfs (the old
+        one's references put). Only READDIRPLUS needs inodes."""
         unsent = self._unsent.pop(fh, NOTHING_UNSENT)
         if unsent.start == offset and unsent.plus == plus and unsent.entries:
             return unsent.entries
         await self._put_entries(unsent.entries)
+        ahead = await self._ahead.take(fh, offset)
         if not plus:
-            return await self._ceph.readdir_names(handle, offset, READDIR_BATCH)
+            if ahead is not None:
+                return ahead
+            return await self._ceph.readdir_names(handle, offset, NAMES_BATCH)
         return await self._ceph.readdir_batch(handle, offset, READDIR_BATCH,
                                               want_inodes=True, dots=True)
 
@@ -1033,9 +1045,11 @@ class CephOperations(pyfuse3.Operations):
 
     @ceph_errors
     async def releasedir(self, fh: int) -> None:
-        self._handles.free(fh)
-        await self._put_entries(self._unsent.pop(fh, NOTHING_UNSENT).entries)
+        await self._ahead.drop(fh)  # first: the read ahead may be using the handle
+        unsent = self._unsent.pop(fh, NOTHING_UNSENT)
         handle = self._dirs.pop(fh, None)
+        self._handles.free(fh)
+        await self._put_entries(unsent.entries)
         if handle is not None:
             await self._ceph.releasedir(handle)
 
@@ -1141,7 +1155,8 @@ class CephOperations(pyfuse3.Operations):
         for of in self._files.values():
             await self._reader.quiesce(of)
             await self._ceph.release(of.handle)
-        for dir_handle in self._dirs.values():
+        for fh, dir_handle in self._dirs.items():
+            await self._ahead.drop(fh)
             await self._ceph.releasedir(dir_handle)
         for unsent in self._unsent.values():
             await self._put_entries(unsent.entries)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import mmap
 import os
@@ -447,6 +448,26 @@ def test_ls_l_gets_the_attributes_of_entries_listed_next_in_batches(
     assert len(listed_sizes(a)) == 200
     after = nodes["c"].stats()
     assert after["attr_hits"] - before["attr_hits"] >= 150
+
+
+def test_large_listings_read_their_next_names_ahead_and_lose_nothing(
+        nodes: dict[str, Node], shared: str) -> None:
+    """Two listings of a 3,000-entry directory, interleaved on one node: each gets
+    every name once, its next names read while the kernel took the last reply."""
+    a = nodes["a"].root / shared
+    names = {f"entry-{i:05d}" for i in range(3000)}
+    for name in names:
+        (a / name).touch()
+    before = nodes["a"].stats()["names_read_ahead"]
+    with os.scandir(a) as first, os.scandir(a) as second:
+        listed: tuple[list[str], list[str]] = ([], [])
+        for one, other in itertools.zip_longest(first, second):
+            for seen, entry in zip(listed, (one, other), strict=True):
+                if entry is not None:
+                    seen.append(entry.name)
+    for seen in listed:
+        assert len(seen) == len(names) and set(seen) == names
+    assert nodes["a"].stats()["names_read_ahead"] - before >= 2
 
 
 # struct vfs_cap_data, revision 2: CAP_NET_BIND_SERVICE (10) permitted, effective.

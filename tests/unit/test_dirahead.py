@@ -1,0 +1,104 @@
+"""Names read ahead of a listing's next request (pure logic: a fake libcephfs read)."""
+
+from __future__ import annotations
+
+import errno
+
+import trio
+
+from cephmount.ceph.errors import CephError
+from cephmount.ceph.structs import DirEntry, DirHandle, StatX
+from cephmount.fs.dirahead import ListingAhead
+
+HANDLE = DirHandle(1, None)
+FH = 7
+
+
+class SlowDirectory:
+    """A directory of numbered names whose reads finish only when let go."""
+
+    def __init__(self) -> None:
+        self.let_go = trio.Event()
+        self.in_flight = 0
+        self.overlapped = False
+        self.fail = False
+
+    async def read(self, handle: DirHandle, offset: int) -> list[DirEntry]:
+        self.overlapped |= self.in_flight > 0
+        self.in_flight += 1
+        try:
+            await self.let_go.wait()
+            if self.fail:
+                raise CephError(errno.EIO, "getdents")
+            return [DirEntry(b"n%d" % n, StatX.of_type(100 + n, 0o100000), n + 1)
+                    for n in range(offset, offset + 3)]
+        finally:
+            self.in_flight -= 1
+
+
+async def _started(directory: SlowDirectory, nursery: trio.Nursery) -> ListingAhead:
+    ahead = ListingAhead(directory.read)
+    ahead.attach(nursery)
+    ahead.start(FH, HANDLE, 3)
+    await trio.testing.wait_all_tasks_blocked()
+    return ahead
+
+
+async def test_the_next_request_gets_the_names_read_ahead_once_the_read_is_over() -> None:
+    directory = SlowDirectory()
+    async with trio.open_nursery() as nursery:
+        ahead = await _started(directory, nursery)
+        ahead.start(FH, HANDLE, 3)  # one read per handle at a time
+        assert directory.in_flight == 1
+        nursery.start_soon(lambda: _let_go_later(directory))
+        entries = await ahead.take(FH, 3)
+        assert [entry.name for entry in entries or []] == [b"n3", b"n4", b"n5"]
+        assert directory.in_flight == 0 and not directory.overlapped
+        assert await ahead.take(FH, 6) is None  # taken once only
+        assert ahead.used == 1
+
+
+async def _let_go_later(directory: SlowDirectory) -> None:
+    await trio.testing.wait_all_tasks_blocked()
+    directory.let_go.set()
+
+
+async def test_a_request_elsewhere_waits_for_the_read_and_gets_nothing() -> None:
+    """A request at another offset (a seek) reads for itself, but only once the
+    handle is free: libcephfs's directory handle is not safe to share."""
+    directory = SlowDirectory()
+    async with trio.open_nursery() as nursery:
+        ahead = await _started(directory, nursery)
+        nursery.start_soon(lambda: _let_go_later(directory))
+        assert await ahead.take(FH, 0) is None
+        assert directory.in_flight == 0
+
+
+async def test_releasing_the_handle_waits_for_the_read() -> None:
+    directory = SlowDirectory()
+    async with trio.open_nursery() as nursery:
+        ahead = await _started(directory, nursery)
+        nursery.start_soon(lambda: _let_go_later(directory))
+        await ahead.drop(FH)
+        assert directory.in_flight == 0
+        assert await ahead.take(FH, 3) is None
+
+
+async def test_a_failed_read_is_forgotten_for_the_request_to_meet_itself() -> None:
+    directory = SlowDirectory()
+    directory.fail = True
+    async with trio.open_nursery() as nursery:
+        ahead = await _started(directory, nursery)
+        nursery.start_soon(lambda: _let_go_later(directory))
+        assert await ahead.take(FH, 3) is None
+        ahead.start(FH, HANDLE, 3)  # and a new read may start
+        directory.fail = False
+        assert [entry.offset for entry in await ahead.take(FH, 3) or []] == [4, 5, 6]
+
+
+async def test_nothing_is_read_ahead_before_the_mount_runs() -> None:
+    directory = SlowDirectory()
+    ahead = ListingAhead(directory.read)
+    ahead.start(FH, HANDLE, 3)
+    assert directory.in_flight == 0
+    assert await ahead.take(FH, 3) is None
