@@ -548,7 +548,7 @@ class CephClient:
             out = ffi.new("struct Fh **")
             check(lib.ceph_ll_open(self._cmount, inode.ptr, flags, out, self._perm(cred)),
                   "ll_open")
-            return FileHandle(inode.ino, out[0])
+            return FileHandle(inode.ino, out[0], inode.ptr)
 
     def create(
         self, parent: Inode, name: bytes, mode: int, flags: int, cred: Credentials
@@ -566,7 +566,7 @@ class CephClient:
                 "ll_create",
             )
             inode = self._inode(stx, out[0])
-            return inode, self._stat(stx), FileHandle(inode.ino, fh[0])
+            return inode, self._stat(stx), FileHandle(inode.ino, fh[0], inode.ptr)
 
     def read_into(self, fh: FileHandle, offset: int, buffer: Any) -> int:
         """Read up to len(buffer) bytes at `offset` into a writable buffer.
@@ -598,7 +598,7 @@ class CephClient:
 
         The file loses its capabilities first (`_clear_capabilities`)."""
         with self._gate:
-            self._clear_capabilities_of(fh)
+            self._clear_capabilities(fh.inode)
             source = ffi.from_buffer(data)
             return check(lib.ceph_ll_write(self._cmount, fh.ptr, offset, len(source), source),
                          "ll_write")
@@ -637,7 +637,7 @@ class CephClient:
                 return None
             try:
                 offset = self._cluster_size(fh)
-                self._clear_capabilities_of(fh)
+                self._clear_capabilities(fh.inode)
                 self._write_all(fh, offset, data)
                 check(lib.ceph_ll_fsync(self._cmount, fh.ptr, 0), "ll_fsync")
             finally:
@@ -674,27 +674,10 @@ class CephClient:
         readable transition (MIX->LOCK): so every appender fsyncs, which
         reports its size, before it unlocks.
         """
-        with self._inode_of(fh) as inode:
-            stx = _statx()
-            check(lib.ceph_ll_getattr(self._cmount, inode, stx, c.CEPH_STATX_SIZE, 0,
-                                      self._perm(ROOT)), "ll_getattr")
-            return stx.stx_size
-
-    @contextlib.contextmanager
-    def _inode_of(self, fh: FileHandle) -> Iterator[Any]:
-        """The `Inode *` an open file pins, held by a reference of its own meanwhile.
-
-        The bound API has no Fh-based getattr or xattr calls; ll_lookup_inode
-        finds the inode in the cache. Written files are head inodes (snapshots
-        are read-only), so the number needs no snapshot id.
-        """
-        out = _inode_out()
-        check(lib.ceph_ll_lookup_inode(self._cmount, ffi.new("inodeno_t *", [fh.ino])[0], out),
-              "ll_lookup_inode")
-        try:
-            yield out[0]
-        finally:
-            lib.ceph_ll_put(self._cmount, out[0])
+        stx = _statx()
+        check(lib.ceph_ll_getattr(self._cmount, fh.inode, stx, c.CEPH_STATX_SIZE, 0,
+                                  self._perm(ROOT)), "ll_getattr")
+        return stx.stx_size
 
     def _clear_capabilities(self, inode: Any) -> None:
         """Remove the file capabilities of `inode` (an `Inode *`), as the kernel does
@@ -713,11 +696,6 @@ class CephClient:
         removed = lib.ceph_ll_removexattr(self._cmount, inode, CAPABILITY_XATTR, perm)
         if removed != -errno.ENODATA:  # another writer removed them first
             check(removed, "ll_removexattr", CAPABILITY_XATTR.decode())
-
-    def _clear_capabilities_of(self, fh: FileHandle) -> None:
-        """`_clear_capabilities` of an open file."""
-        with self._inode_of(fh) as inode:
-            self._clear_capabilities(inode)
 
     def _write_all(self, fh: FileHandle, offset: int, data: Any) -> None:
         """ll_write all of `data`: it writes at most INT_MAX bytes a call."""
@@ -768,7 +746,7 @@ class CephClient:
         PUNCH_HOLE|KEEP_SIZE, and answers EOPNOTSUPP to the others. The file
         loses its capabilities first (`_clear_capabilities`), as for a write."""
         with self._gate:
-            self._clear_capabilities_of(fh)
+            self._clear_capabilities(fh.inode)
             check(lib.ceph_ll_fallocate(self._cmount, fh.ptr, mode, offset, length),
                   "ll_fallocate")
 

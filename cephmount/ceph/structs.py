@@ -106,10 +106,15 @@ class Inode:
 
 @dataclass(frozen=True, slots=True)
 class FileHandle:
-    """An open file (`Fh *`); close it with `close(fh)`."""
+    """An open file (`Fh *`); close it with `close(fh)`.
+
+    `inode` is the file's `Inode *`, valid for as long as the file is open: the
+    Fh holds a reference to it in libcephfs.
+    """
 
     ino: int
     ptr: Any = field(repr=False)
+    inode: Any = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
