@@ -10,9 +10,19 @@ Two kinds of churn leave free pages resident in the heaps (host/memory.py):
 After every RELEASE_AFTER_FORGETS forgotten inodes or RELEASE_AFTER_BYTES of data
 moved, whichever comes first, one release runs in a worker thread, in the
 background: a request never waits for it, and releases never overlap.
+
+A release hands back every free page, and a data stream then faults its next
+buffers in afresh: releasing after every 16 MiB of a write stream re-faulted 75-85%
+of its pages (docs/performance.md). So releases that data alone calls for come at
+most once every RELEASE_INTERVAL_S: one called for sooner waits, and stands for all
+the data moved meanwhile. That waiting release is also the one that follows the
+last burst, so the heaps are trimmed within RELEASE_INTERVAL_S of data stopping.
+Forgets are not held back: inode churn moves little data.
 """
 
 from __future__ import annotations
+
+import math
 
 import trio
 
@@ -20,6 +30,7 @@ from cephmount.host import memory
 
 RELEASE_AFTER_FORGETS = 1024
 RELEASE_AFTER_BYTES = 16 << 20
+RELEASE_INTERVAL_S = 1.0
 
 
 class HeapReleaser:
@@ -28,6 +39,7 @@ class HeapReleaser:
         self._forgets = 0
         self._bytes = 0
         self._releasing = False
+        self._last_release = -math.inf  # trio time a release ended
         self._nursery: trio.Nursery | None = None
 
     def attach(self, nursery: trio.Nursery) -> None:
@@ -48,13 +60,16 @@ class HeapReleaser:
         due = self._forgets >= RELEASE_AFTER_FORGETS or self._bytes >= RELEASE_AFTER_BYTES
         if not due or self._releasing or self._nursery is None:
             return
-        self._forgets = self._bytes = 0
         self._releasing = True
-        self.releases += 1
-        self._nursery.start_soon(self._release)
+        self._nursery.start_soon(self._release, self._forgets < RELEASE_AFTER_FORGETS)
 
-    async def _release(self) -> None:
+    async def _release(self, for_data_only: bool) -> None:
         try:
+            if for_data_only:
+                await trio.sleep_until(self._last_release + RELEASE_INTERVAL_S)
+            self._forgets = self._bytes = 0
+            self.releases += 1
             await trio.to_thread.run_sync(memory.release_free_memory)
         finally:
+            self._last_release = trio.current_time()
             self._releasing = False

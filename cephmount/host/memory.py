@@ -23,12 +23,16 @@ def tune_malloc() -> None:
     (perf; docs/performance.md). Below it they come from the heaps and reuse
     freed pages. glibc's own threshold climbs as it likes and every thread gets
     an arena, so freed buffers stayed mapped (a mount with a 32 MiB cache grew by
-    300 MiB reading 600 MiB): a fixed threshold, two arenas, and the mount hands
-    free pages back now and then (fs/heap.py, `release_free_memory`).
+    300 MiB reading 600 MiB): a fixed threshold, and the mount hands free pages
+    back now and then (fs/heap.py, `release_free_memory`). One arena for all
+    threads: a buffer is often freed by another thread than the one that
+    allocates the next (a block fetched by a worker and evicted by the FUSE
+    thread; libcephfs's messages), and with an arena each, each arena grows by
+    what the others freed, which only a release gives back (docs/performance.md).
     """
     _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     _libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    _libc.mallopt(M_ARENA_MAX, 2)
+    _libc.mallopt(M_ARENA_MAX, 1)
 
 
 def release_free_memory() -> None:

@@ -6,9 +6,15 @@ import threading
 
 import pytest
 import trio
+import trio.testing
 
 from cephmount.fs import heap
-from cephmount.fs.heap import RELEASE_AFTER_BYTES, RELEASE_AFTER_FORGETS, HeapReleaser
+from cephmount.fs.heap import (
+    RELEASE_AFTER_BYTES,
+    RELEASE_AFTER_FORGETS,
+    RELEASE_INTERVAL_S,
+    HeapReleaser,
+)
 
 
 class HeldRelease:
@@ -67,3 +73,49 @@ async def test_the_caller_never_waits_and_releases_never_overlap(release: HeldRe
         releaser.moved(RELEASE_AFTER_BYTES)
         await release.entry()
     assert (release.calls, releaser.releases) == (2, 2)
+
+
+@pytest.fixture
+def inline_releases(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Releases run in the trio thread, each noting the trio time it ran at."""
+    times: list[float] = []
+
+    async def run_inline(function: object, *args: object) -> None:
+        await trio.lowlevel.checkpoint()
+        times.append(trio.current_time())
+
+    monkeypatch.setattr(heap.trio.to_thread, "run_sync", run_inline)
+    return times
+
+
+async def test_data_calls_for_a_release_at_most_once_an_interval(
+        inline_releases: list[float], mock_clock: trio.testing.MockClock) -> None:
+    """A data stream is not made to fault its buffers in afresh every 16 MiB; the
+    release it called for meanwhile still comes, after the interval."""
+    releaser = HeapReleaser()
+    async with trio.open_nursery() as nursery:
+        releaser.attach(nursery)
+        releaser.moved(RELEASE_AFTER_BYTES)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(inline_releases) == 1
+        releaser.moved(RELEASE_AFTER_BYTES)
+        mock_clock.jump(RELEASE_INTERVAL_S / 2)
+        releaser.moved(4 * RELEASE_AFTER_BYTES)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(inline_releases) == 1
+        mock_clock.jump(RELEASE_INTERVAL_S / 2)
+        await trio.testing.wait_all_tasks_blocked()
+        assert inline_releases[1] - inline_releases[0] == RELEASE_INTERVAL_S
+        assert releaser.releases == 2
+
+
+async def test_forgets_call_for_a_release_at_once(
+        inline_releases: list[float], mock_clock: trio.testing.MockClock) -> None:
+    releaser = HeapReleaser()
+    async with trio.open_nursery() as nursery:
+        releaser.attach(nursery)
+        releaser.moved(RELEASE_AFTER_BYTES)
+        await trio.testing.wait_all_tasks_blocked()
+        releaser.forgotten(RELEASE_AFTER_FORGETS)
+        await trio.testing.wait_all_tasks_blocked()
+        assert inline_releases == [inline_releases[0]] * 2
