@@ -8,6 +8,16 @@ a thread hop costs more than they do (0.2-0.3 ms against 20 µs, measured),
 and they never wait for the network, only for the client lock, which
 libcephfs holds briefly.
 
+How a call's result comes back: trio's own hand-off (`trio.to_thread`) goes through
+its wakeup socket and scheduler, which costs about as much as a buffered write itself
+(docs/performance.md). So while no other call of the client is in flight, the trio
+thread waits for the worker directly, on a lock, for at most QUICK_WAIT_S: a call
+done by then (one answered from libcephfs's caches) costs a thread wake-up each way
+and nothing more. A call still running then, and every call while others are in
+flight, is waited for in trio. The trio thread therefore blocks for at most
+QUICK_WAIT_S a call, and only when it had nothing else to wait for but new requests
+(which then wait as long).
+
 Calls are not cancellable once started: abandoning one could leak the
 reference or handle it returns, and the thread would go on anyway. Nothing here
 waits for a lock held elsewhere in a thread: a thread waiting on another node
@@ -21,17 +31,24 @@ trio from one, use a `trio.lowlevel.TrioToken`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 import trio
+
+if TYPE_CHECKING:
+    import outcome
 
 from cephmount.ceph.client import CephClient, lock_poll_delays
 from cephmount.ceph.structs import FileHandle
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+QUICK_WAIT_S = 0.0003
 
 
 async def until_granted(attempt: Callable[[], Awaitable[R | None]]) -> R:
@@ -50,11 +67,49 @@ def _in_thread(
     """An async method running CephClient's `method` through the limiter."""
 
     async def call(self: AsyncCephClient, *args: P.args, **kwargs: P.kwargs) -> R:
-        return await trio.to_thread.run_sync(
-            functools.partial(method, self.sync, *args, **kwargs), limiter=self.limiter
-        )
+        return await self.run(functools.partial(method, self.sync, *args, **kwargs))
 
     return _named_after(method, call)
+
+
+class _Result:
+    """A call's outcome, handed from its worker thread to the task awaiting it."""
+
+    __slots__ = ("_done", "_guard", "_outcome", "_wake")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()  # released once the outcome is in
+        self._guard = threading.Lock()
+        self._outcome: outcome.Outcome[Any] | None = None
+        self._wake: Callable[[outcome.Outcome[Any]], None] | None = None
+
+    def deliver(self, result: outcome.Outcome[Any]) -> None:
+        """In the worker thread: keep the outcome, or send it to the task in trio."""
+        with self._guard:
+            self._outcome, wake = result, self._wake
+        self._done.release()
+        if wake is not None:
+            wake(result)
+
+    def quick(self, wait_s: float) -> outcome.Outcome[Any] | None:
+        """The outcome if it is in within `wait_s` (blocking this thread), else None."""
+        return self._outcome if self._done.acquire(timeout=wait_s) else None
+
+    async def wait(self) -> Any:
+        """The call's value (or its exception), waited for in trio."""
+        task, token = trio.lowlevel.current_task(), trio.lowlevel.current_trio_token()
+        with self._guard:
+            if self._outcome is not None:
+                return self._outcome.unwrap()
+            self._wake = functools.partial(_reschedule_from_thread, token, task)
+        return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+
+
+def _reschedule_from_thread(token: trio.lowlevel.TrioToken, task: trio.lowlevel.Task,
+                            result: outcome.Outcome[Any]) -> None:
+    with contextlib.suppress(trio.RunFinishedError):  # the run, and the task, are gone
+        token.run_sync_soon(trio.lowlevel.reschedule, task, result)
 
 
 def _inline(
@@ -84,6 +139,25 @@ class AsyncCephClient:
     def __init__(self, client: CephClient, max_threads: int = 16) -> None:
         self.sync = client
         self.limiter = trio.CapacityLimiter(max_threads)
+        self.quick_calls = 0  # calls whose result the trio thread waited for directly
+
+    async def run(self, call: Callable[[], R]) -> R:
+        """`call` in a worker thread, once the limiter lets it (see the module's doc)."""
+        try:
+            self.limiter.acquire_nowait()
+        except trio.WouldBlock:
+            await self.limiter.acquire()
+        try:
+            result = _Result()
+            trio.lowlevel.start_thread_soon(call, result.deliver)
+            alone = self.limiter.borrowed_tokens == 1
+            got = result.quick(QUICK_WAIT_S) if alone else None
+            if got is None:
+                return await result.wait()  # type: ignore[no-any-return]
+            self.quick_calls += 1
+            return got.unwrap()  # type: ignore[no-any-return]
+        finally:
+            self.limiter.release()
 
     async def __aenter__(self) -> Self:
         return self

@@ -263,7 +263,8 @@ class CephOperations(pyfuse3.Operations):
                         block_sizes=len(self._block_sizes),
                         listing_records=len(self._listings),
                         memory_releases=self._heap.releases,
-                        names_read_ahead=self._ahead.used)
+                        names_read_ahead=self._ahead.used,
+                        quick_calls=self._ceph.quick_calls)
         return counters
 
     # -- helpers -----------------------------------------------------------------------
