@@ -143,6 +143,7 @@ class AsyncCephClient:
 
     async def run(self, call: Callable[[], R]) -> R:
         """`call` in a worker thread, once the limiter lets it (see the module's doc)."""
+        await trio.lowlevel.checkpoint_if_cancelled()  # a call may return without a yield
         try:
             self.limiter.acquire_nowait()
         except trio.WouldBlock:

@@ -14,17 +14,21 @@ Invariants:
 - Only plain READDIR's names are read ahead: they carry no inode references, so
   one read ahead and never asked for costs memory only, and is simply dropped.
 - A read that fails is forgotten: the next request reads for itself and meets
-  the error then, as it would have without the read ahead.
+  the error then, as it would have without the read ahead. An error that is not
+  libcephfs's is logged, and ends nothing but the read ahead.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import trio
 
 from cephmount.ceph.errors import CephError
 from cephmount.ceph.structs import DirEntry, DirHandle
+
+log = logging.getLogger(__name__)
 
 Fetch = Callable[[DirHandle, int], Awaitable[list[DirEntry]]]
 
@@ -51,14 +55,17 @@ class ListingAhead:
         """Read the names from `offset` on for the next request on `fh`."""
         if self._nursery is None or fh in self._reads:
             return
-        read = self._reads[fh] = _Read(offset)
+        read = _Read(offset)
         self._nursery.start_soon(self._run, handle, read)
+        self._reads[fh] = read
 
     async def _run(self, handle: DirHandle, read: _Read) -> None:
         try:
             read.entries = await self._fetch(handle, read.offset)
         except CephError:
             pass
+        except Exception:
+            log.exception("reading the names of a listing ahead failed")
         finally:
             read.done.set()
 

@@ -40,6 +40,7 @@ class HeapReleaser:
         self._bytes = 0
         self._releasing = False
         self._last_release = -math.inf  # trio time a release ended
+        self._held_back: trio.CancelScope | None = None  # a data release waiting
         self._nursery: trio.Nursery | None = None
 
     def attach(self, nursery: trio.Nursery) -> None:
@@ -57,7 +58,10 @@ class HeapReleaser:
         self._release_if_due()
 
     def _release_if_due(self) -> None:
-        due = self._forgets >= RELEASE_AFTER_FORGETS or self._bytes >= RELEASE_AFTER_BYTES
+        forgets_due = self._forgets >= RELEASE_AFTER_FORGETS
+        if forgets_due and self._held_back is not None:
+            self._held_back.cancel()  # forgets are not held back: the waiting one goes now
+        due = forgets_due or self._bytes >= RELEASE_AFTER_BYTES
         if not due or self._releasing or self._nursery is None:
             return
         self._releasing = True
@@ -66,7 +70,9 @@ class HeapReleaser:
     async def _release(self, for_data_only: bool) -> None:
         try:
             if for_data_only:
-                await trio.sleep_until(self._last_release + RELEASE_INTERVAL_S)
+                with trio.CancelScope() as self._held_back:
+                    await trio.sleep_until(self._last_release + RELEASE_INTERVAL_S)
+                self._held_back = None
             self._forgets = self._bytes = 0
             self.releases += 1
             await trio.to_thread.run_sync(memory.release_free_memory)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 
+import pytest
 import trio
+import trio.testing
 
 from cephmount.ceph.errors import CephError
 from cephmount.ceph.structs import DirEntry, DirHandle, StatX
@@ -21,15 +23,17 @@ class SlowDirectory:
         self.let_go = trio.Event()
         self.in_flight = 0
         self.overlapped = False
-        self.fail = False
+        self.fail: type[Exception] | None = None
 
     async def read(self, handle: DirHandle, offset: int) -> list[DirEntry]:
         self.overlapped |= self.in_flight > 0
         self.in_flight += 1
         try:
             await self.let_go.wait()
-            if self.fail:
+            if self.fail is CephError:
                 raise CephError(errno.EIO, "getdents")
+            if self.fail is not None:
+                raise self.fail("not libcephfs's")
             return [DirEntry(b"n%d" % n, StatX.of_type(100 + n, 0o100000), n + 1)
                     for n in range(offset, offset + 3)]
         finally:
@@ -86,14 +90,27 @@ async def test_releasing_the_handle_waits_for_the_read() -> None:
 
 async def test_a_failed_read_is_forgotten_for_the_request_to_meet_itself() -> None:
     directory = SlowDirectory()
-    directory.fail = True
+    directory.fail = CephError
     async with trio.open_nursery() as nursery:
         ahead = await _started(directory, nursery)
         nursery.start_soon(lambda: _let_go_later(directory))
         assert await ahead.take(FH, 3) is None
         ahead.start(FH, HANDLE, 3)  # and a new read may start
-        directory.fail = False
+        directory.fail = None
         assert [entry.offset for entry in await ahead.take(FH, 3) or []] == [4, 5, 6]
+
+
+async def test_an_unexpected_error_ends_the_read_ahead_only(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Reading ahead is an optimisation: a bug or a resource limit in it must not
+    end the mount's nursery (nor hide: it is logged)."""
+    directory = SlowDirectory()
+    directory.fail = RuntimeError
+    async with trio.open_nursery() as nursery:
+        ahead = await _started(directory, nursery)
+        nursery.start_soon(lambda: _let_go_later(directory))
+        assert await ahead.take(FH, 3) is None
+    assert "reading the names of a listing ahead failed" in caplog.text
 
 
 async def test_nothing_is_read_ahead_before_the_mount_runs() -> None:
