@@ -15,9 +15,11 @@ A release hands back every free page, and a data stream then faults its next
 buffers in afresh: releasing after every 16 MiB of a write stream re-faulted 75-85%
 of its pages (docs/performance.md). So releases that data alone calls for come at
 most once every RELEASE_INTERVAL_S: one called for sooner waits, and stands for all
-the data moved meanwhile. That waiting release is also the one that follows the
-last burst, so the heaps are trimmed within RELEASE_INTERVAL_S of data stopping.
-Forgets are not held back: inode churn moves little data.
+the data moved meanwhile, up to HOLD_BACK_BYTES (then it goes at once, so that a fast
+stream cannot pile up free pages for a whole interval). That waiting release is also
+the one that follows the last burst, so the heaps are trimmed within
+RELEASE_INTERVAL_S of data stopping. Forgets are not held back: inode churn moves
+little data.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from cephmount.host import memory
 RELEASE_AFTER_FORGETS = 1024
 RELEASE_AFTER_BYTES = 16 << 20
 RELEASE_INTERVAL_S = 1.0
+HOLD_BACK_BYTES = 64 << 20
 
 
 class HeapReleaser:
@@ -59,8 +62,8 @@ class HeapReleaser:
 
     def _release_if_due(self) -> None:
         forgets_due = self._forgets >= RELEASE_AFTER_FORGETS
-        if forgets_due and self._held_back is not None:
-            self._held_back.cancel()  # forgets are not held back: the waiting one goes now
+        if self._held_back is not None and (forgets_due or self._bytes >= HOLD_BACK_BYTES):
+            self._held_back.cancel()  # the waiting release goes now
         due = forgets_due or self._bytes >= RELEASE_AFTER_BYTES
         if not due or self._releasing or self._nursery is None:
             return

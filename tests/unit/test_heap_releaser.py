@@ -10,6 +10,7 @@ import trio.testing
 
 from cephmount.fs import heap
 from cephmount.fs.heap import (
+    HOLD_BACK_BYTES,
     RELEASE_AFTER_BYTES,
     RELEASE_AFTER_FORGETS,
     RELEASE_INTERVAL_S,
@@ -124,5 +125,22 @@ async def test_forgets_call_for_a_release_at_once(
             releaser.moved(RELEASE_AFTER_BYTES)
             await trio.testing.wait_all_tasks_blocked()
         releaser.forgotten(RELEASE_AFTER_FORGETS)
+        await trio.testing.wait_all_tasks_blocked()
+        assert inline_releases == [inline_releases[0]] * 2
+
+
+async def test_a_fast_stream_does_not_hold_a_release_back_for_long(
+        inline_releases: list[float], mock_clock: trio.testing.MockClock) -> None:
+    """Free pages pile up as data moves: a waiting release goes at once after
+    HOLD_BACK_BYTES, whatever the interval."""
+    releaser = HeapReleaser()
+    async with trio.open_nursery() as nursery:
+        releaser.attach(nursery)
+        releaser.moved(RELEASE_AFTER_BYTES)
+        await trio.testing.wait_all_tasks_blocked()
+        releaser.moved(HOLD_BACK_BYTES - 1)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(inline_releases) == 1
+        releaser.moved(1)
         await trio.testing.wait_all_tasks_blocked()
         assert inline_releases == [inline_releases[0]] * 2
