@@ -231,7 +231,9 @@ class ExpiringMap(Generic[V]):
 
     `update` changes an entry's value without giving it longer to live. Entries are
     kept in the order they were set, which is the order they expire in: setting one
-    drops those expired from the front. An OrderedDict under a lock rather than
+    drops those expired from the front, and so does `purge`, which an idle mount
+    calls now and then (`CephOperations.attach`) so that what a large listing left
+    does not stay until the next set. An OrderedDict under a lock rather than
     cachetools' TTLCache, whose every call runs its timer and expiry: a listing drops
     the entry of each name it sends, and TTLCache's `pop` was 45% of a large
     listing's time (docs/performance.md).
@@ -260,11 +262,20 @@ class ExpiringMap(Generic[V]):
         with self._lock:
             self._items.pop(key, None)
             self._items[key] = (value, now + self._ttl)
-            while self._items:
-                oldest = next(iter(self._items.values()))
-                if len(self._items) <= self._maxsize and oldest[1] > now:
-                    break
-                self._items.popitem(last=False)
+            self._drop_front(now)
+
+    def purge(self) -> None:
+        """Drop the entries that have expired."""
+        now = self._clock()
+        with self._lock:
+            self._drop_front(now)
+
+    def _drop_front(self, now: float) -> None:
+        while self._items:
+            oldest = next(iter(self._items.values()))
+            if len(self._items) <= self._maxsize and oldest[1] > now:
+                break
+            self._items.popitem(last=False)
 
     def update(self, key: object, value: V) -> None:
         """Replace the value of a live entry, keeping its expiry; no entry, no change."""

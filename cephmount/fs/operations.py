@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 READDIR_BATCH = 256  # READDIRPLUS: each entry holds a reference until sent
 NAMES_BATCH = 1024  # plain READDIR: about a reply's worth of names (no references)
+# How often expired entries leave our attribute, name and xattr caches when no new
+# entry pushes them out.
+PURGE_EVERY_S = 10.0
 # After a listing, a stat of one entry (`ls -l`, `du`) fetches the attributes (or the
 # asked-for shared xattr) of the entries listed next too, in one thread hop.
 PREFETCH_ENTRIES = 32
@@ -221,6 +224,7 @@ class CephOperations(pyfuse3.Operations):
             ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self.reopened_handles = 0
         self.session_losses = 0
+        self._detached = False
         self.op_stats = OpStats()
         self.invalidator = Invalidator(self.blocks, (self._attrs, self._xattrs), self._names,
                                        self._inodes.to_fuse)
@@ -234,6 +238,7 @@ class CephOperations(pyfuse3.Operations):
         self._reader.attach(nursery)
         self._heap.attach(nursery)
         self._ahead.attach(nursery)
+        nursery.start_soon(self._purge_expired)
         self.invalidator.start()
         self._ceph.sync.register_callbacks(
             on_inode_invalidate=self.invalidator.on_inode_invalidate,
@@ -242,8 +247,16 @@ class CephOperations(pyfuse3.Operations):
 
     def detach(self, wait: bool = True) -> None:
         """Stop coherence: the invalidation thread ends (after its current event, if
-        not `wait`ing for it: a kernel notification may wait for a request)."""
+        not `wait`ing for it: a kernel notification may wait for a request). Any thread."""
+        self._detached = True
         self.invalidator.stop(wait)
+
+    async def _purge_expired(self) -> None:
+        """Drop expired entries of our caches now and then, until detached."""
+        while not self._detached:
+            await trio.sleep(PURGE_EVERY_S)
+            for cache in (self._attrs, self._names, self._xattrs):
+                cache.purge()
 
     def succeed(self, lost: CephOperations) -> None:
         """Take over the counters of an instance whose Ceph session was lost."""

@@ -132,6 +132,17 @@ def test_expiring_map_holds_maxsize_entries_dropping_the_oldest_and_the_expired(
     assert len(names) == 3 and names.get("c") is None
 
 
+def test_purge_drops_the_expired_entries_only() -> None:
+    now = [0.0]
+    attrs: ExpiringMap[int] = ExpiringMap(10, ttl=1.0, clock=lambda: now[0])
+    attrs.set("old", 1)
+    now[0] = 0.5
+    attrs.set("new", 2)
+    now[0] = 1.2
+    attrs.purge()
+    assert len(attrs) == 1 and attrs.get("new") == 2
+
+
 STAT = StatX(mask=0, ino=9, mode=0o100644, nlink=1, uid=0, gid=0, rdev=0, size=10, blocks=1,
              blksize=4096, atime_ns=0, mtime_ns=5, ctime_ns=5, btime_ns=0, version=3)
 
