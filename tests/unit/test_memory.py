@@ -37,13 +37,18 @@ def test_free_pages_among_live_chunks_are_given_back() -> None:
             libc.free(chunk)
 
 
-BUFFER_FAULTS = """
-import ctypes, resource
+# A fresh process with the mount's malloc settings; each script prints a count of
+# minor page faults.
+TUNED = """
+import ctypes, resource, threading
 from cephmount.host import memory
 memory.tune_malloc()
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
+"""
+
+BUFFER_FAULTS = TUNED + """
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(64):
     buffer = libc.malloc(1 << 20)
@@ -52,23 +57,7 @@ for _ in range(64):
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
-
-def test_a_freed_data_buffer_is_reused_not_faulted_in_again() -> None:
-    """64 reads' worth of 1 MiB buffers fault in the pages of about one, not of 64."""
-    result = subprocess.run([sys.executable, "-c", BUFFER_FAULTS], capture_output=True,
-                            text=True, timeout=60, check=True)
-    faults = int(result.stdout)
-    assert faults < 4 * (1 << 20) // resource.getpagesize(), faults
-
-
-CROSS_THREAD_FAULTS = """
-import ctypes, resource, threading
-from cephmount.host import memory
-memory.tune_malloc()
-libc = ctypes.CDLL(None)
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = [ctypes.c_void_p]
-
+CROSS_THREAD_FAULTS = TUNED + """
 def touched_buffers():
     buffers = [libc.malloc(1 << 20) for _ in range(32)]
     for buffer in buffers:
@@ -91,13 +80,25 @@ thread.start()
 thread.join()
 print(faults[0])
 """
+# Faulting in about one 1 MiB buffer's pages, not one per buffer used.
+FEW_FAULTS = 4 * (1 << 20) // resource.getpagesize()
+
+
+def _faults(script: str) -> int:
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                            text=True, timeout=60, check=True)
+    return int(result.stdout)
+
+
+def test_a_freed_data_buffer_is_reused_not_faulted_in_again() -> None:
+    """64 reads' worth of 1 MiB buffers fault in the pages of about one, not of 64."""
+    faults = _faults(BUFFER_FAULTS)
+    assert faults < FEW_FAULTS, faults
 
 
 def test_a_buffer_freed_by_one_thread_is_reused_by_another() -> None:
     """A FUSE request's buffer is freed by one thread and the next one allocated by
     another (ours, pyfuse3's, libcephfs's): with an arena per thread, each arena grows
     by the buffers the others freed, and the mount's RSS with it."""
-    result = subprocess.run([sys.executable, "-c", CROSS_THREAD_FAULTS], capture_output=True,
-                            text=True, timeout=60, check=True)
-    faults = int(result.stdout)
-    assert faults < 4 * (1 << 20) // resource.getpagesize(), faults
+    faults = _faults(CROSS_THREAD_FAULTS)
+    assert faults < FEW_FAULTS, faults
