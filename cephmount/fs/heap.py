@@ -12,8 +12,8 @@ moved, whichever comes first, one release runs in a worker thread, in the
 background: a request never waits for it, and releases never overlap.
 
 A release hands back every free page, and a data stream then faults its next
-buffers in afresh: releasing after every 16 MiB of a write stream re-faulted 75-85%
-of its pages (docs/performance.md). So releases that data alone calls for come at
+buffers in afresh: releasing after every 16 MiB of a write stream re-faulted most of
+its pages (measured in docs/performance.md). So releases that data alone calls for come at
 most once every RELEASE_INTERVAL_S: one called for sooner waits, and stands for all
 the data moved meanwhile, up to HOLD_BACK_BYTES (then it goes at once, so that a fast
 stream cannot pile up free pages for a whole interval). That waiting release is also
