@@ -36,7 +36,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     /usr/bin/python3 -m venv --system-site-packages "$VENV"
 fi
 
-# pyfuse3, patched for lock and fallocate handlers (patches/pyfuse3/README.md), before
+# pyfuse3, patched for lock and fallocate handlers, listings and native read and write
+# handlers (patches/pyfuse3/README.md), before
 # cephmount: its requirement (pyfuse3==3.5.0) is then met and pip keeps this build.
 # The local version label names the patches, so a changed patch is rebuilt.
 PATCHES=patches/pyfuse3
@@ -52,7 +53,8 @@ import pyfuse3
 handlers = ("getlk", "setlk", "flock", "fallocate", "enable_posix_locks",
             "enable_readdirplus_auto")
 sys.exit(version("pyfuse3") != sys.argv[1]
-         or not all(hasattr(pyfuse3.Operations, name) for name in handlers))
+         or not all(hasattr(pyfuse3.Operations, name) for name in handlers)
+         or not hasattr(pyfuse3, "set_native_handler"))
 PY
 }
 if ! has_patched_pyfuse3; then
@@ -80,6 +82,13 @@ if ! has_patched_pyfuse3; then
         echo "install: the pyfuse3 built from $PATCHES lacks its lock handlers" >&2
         exit 1
     fi
+fi
+
+# The C functions of the native read and write handlers (cephmount/ceph/native_build.py).
+native=cephmount/ceph/native_build.py
+if [ -z "$(find cephmount/ceph -name '_native_io.*.so' -newer "$native")" ]; then
+    echo "install: cephmount's native read and write functions"
+    "$VENV/bin/python" "$native"
 fi
 
 # Reinstall only when the project's metadata changed since the last install.

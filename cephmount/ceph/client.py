@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 
 from cephmount.ceph import _libcephfs as c
 from cephmount.ceph import preflight
@@ -155,6 +155,26 @@ class RefCounts:
     """References handed out by the low-level API (lookup, create, ...)."""
     open_files: int
     """Open file handles (summed over the open modes)."""
+
+
+def _address(pointer: Any) -> int:
+    return int(ffi.cast("uintptr_t", pointer))
+
+
+class NativeFunctions(NamedTuple):
+    """Addresses of the C functions of the native handlers (ceph/native_build.py)."""
+
+    read: int
+    write: int
+    get_capabilities: int
+
+
+def native_functions() -> NativeFunctions:
+    import cephmount.ceph._native_io as _native_io
+
+    nffi = _native_io.ffi
+    return NativeFunctions(*(int(nffi.cast("uintptr_t", nffi.addressof(_native_io.lib, name)))
+                             for name in ("cm_read", "cm_write", "cm_get_capabilities")))
 
 
 def _statx() -> Any:
@@ -592,6 +612,19 @@ class CephClient:
     def _read(self, fh: FileHandle, offset: int, target: Any) -> int:
         return check(lib.ceph_ll_read(self._cmount, fh.ptr, offset, len(target), target),
                      "ll_read")
+
+    def native_file(self, fh: FileHandle) -> tuple[int, Any]:
+        """The address of the `struct cm_file` pyfuse3's native handlers of `fh` are
+        called with (ceph/native_build.py), and its owner, which must outlive them.
+        They must be cleared before this client is closed: they bypass its gate."""
+        import cephmount.ceph._native_io as _native_io
+
+        nffi = _native_io.ffi
+        file = nffi.new("struct cm_file *")
+        for name, pointer in (("cmount", self._live()), ("fh", fh.ptr), ("inode", fh.inode),
+                              ("root", self._perm(ROOT))):
+            setattr(file, name, nffi.cast("void *", _address(pointer)))
+        return int(nffi.cast("uintptr_t", file)), file
 
     def write(self, fh: FileHandle, offset: int, data: Any) -> int:
         """Write `data` (any bytes-like object) at `offset`; returns the count.

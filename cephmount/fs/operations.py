@@ -50,6 +50,7 @@ from cephmount.fs.dirahead import ListingAhead
 from cephmount.fs.handles import HandleKind, HandleRecord, HandleStore
 from cephmount.fs.heap import HeapReleaser
 from cephmount.fs.inodes import InodeTable
+from cephmount.fs.native import NativeHandlers
 from cephmount.fs.opstats import OpStats
 from cephmount.fs.options import Coherence
 from cephmount.fs.reads import CachedReader, OpenFile
@@ -216,6 +217,7 @@ class CephOperations(pyfuse3.Operations):
         self._attrs: ExpiringMap[StatX] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._heap = HeapReleaser()
+        self._native = NativeHandlers(ceph.sync)
         self._reader = CachedReader(ceph, self.blocks, self._heap)
         self._append_locks: dict[int, trio.Lock] = {}
         self._lock_owners: dict[int, set[int]] = {}  # ceph inode -> owners that took locks
@@ -249,6 +251,7 @@ class CephOperations(pyfuse3.Operations):
         """Stop coherence: the invalidation thread ends (after its current event, if
         not `wait`ing for it: a kernel notification may wait for a request). Any thread."""
         self._detached = True
+        self._native.clear_all()
         self.invalidator.stop(wait)
 
     async def _purge_expired(self) -> None:
@@ -277,8 +280,16 @@ class CephOperations(pyfuse3.Operations):
                         listing_records=len(self._listings),
                         memory_releases=self._heap.releases,
                         names_read_ahead=self._ahead.used,
-                        quick_calls=self._ceph.quick_calls)
+                        quick_calls=self._ceph.quick_calls,
+                        native_handles=self._native.handles)
+        for op, answered in self._native.stats().items():
+            counters[f"native_{op}s"] = answered["count"]
+            counters[f"native_{op}_fallbacks"] = answered["fallbacks"]
         return counters
+
+    def request_stats(self) -> dict[str, object]:
+        """Per-request counters and request sizes, native handlers' included."""
+        return self.op_stats.as_dict(self._native.stats())
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -427,6 +438,7 @@ class CephOperations(pyfuse3.Operations):
         self._files[fh] = of
         if of.writable:
             self._open_for_writing[of.ino] += 1
+        self._native.opened(fh, of)
         self.reopened_handles += 1
         return of
 
@@ -441,6 +453,7 @@ class CephOperations(pyfuse3.Operations):
         self._files[fh] = of
         if of.writable:
             self._open_for_writing[of.ino] += 1
+        self._native.opened(fh, of)
         keep = unchanged and self._policy.cache_data
         direct_io = self._policy.direct_io or bool(of.flags & os.O_APPEND)
         return pyfuse3.FileInfo(fh=fh, direct_io=direct_io, keep_cache=keep)
@@ -477,7 +490,7 @@ class CephOperations(pyfuse3.Operations):
     def _cached_entry(self, parent: int, name: bytes) -> pyfuse3.EntryAttributes | None:
         """A lookup answered from our caches: a known inode, its name and attributes fresh."""
         fuse_ino = self._names.get((parent, name))
-        if fuse_ino is None:
+        if fuse_ino is None or self._native.writing(fuse_ino):
             return None
         stx = self._attrs.get(fuse_ino)
         if stx is None:
@@ -511,6 +524,8 @@ class CephOperations(pyfuse3.Operations):
     @ceph_errors
     async def getattr(self, inode: int,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if self._native.writing(inode):  # our entry misses those writes
+            await self._refresh_attrs(inode)
         stx = self._attrs.get(inode)
         if stx is not None:
             self.blocks.stats.attr_hits += 1
@@ -767,10 +782,17 @@ class CephOperations(pyfuse3.Operations):
             written = await self._ceph.write(of.handle, off, buf)
             self.blocks.drop_range(of.ino, off, off + written, of.block_size)
             await self._refresh_attrs(of.fuse_ino)
+            self._native.written(fh, of)
         self._heap.moved(len(buf))
         self.op_stats.bytes_written += written
         self.op_stats.record_size("write", len(buf))
         return written
+
+    async def _written_natively(self, of: OpenFile) -> None:
+        """`of` stopped writing natively: its writes may have outdated our blocks and
+        the attributes we keep (`getattr` refreshed them only while it wrote)."""
+        self.blocks.invalidate(of.ino)
+        await self._refresh_attrs(of.fuse_ino)
 
     async def _append(self, of: OpenFile, data: bytes) -> int:
         """Append at the end of the file as the cluster knows it, not the kernel's idea of it.
@@ -826,6 +848,8 @@ class CephOperations(pyfuse3.Operations):
             await self._confirm_session(of)
             self._handles.mark_unsynced(fh, False)
             of.unsynced = False
+            if self._native.synced(fh):
+                await self._written_natively(of)
 
     async def _confirm_session(self, of: OpenFile) -> None:
         """Fail (ESHUTDOWN: `on_session_lost`) if the client was evicted before the fsync.
@@ -846,6 +870,8 @@ class CephOperations(pyfuse3.Operations):
                 self._open_for_writing[of.ino] -= 1
                 if not self._open_for_writing[of.ino]:
                     del self._open_for_writing[of.ino]
+            if self._native.clear(fh):
+                await self._written_natively(of)
             await self._reader.quiesce(of)
             await self._ceph.release(of.handle)
 
@@ -1091,7 +1117,7 @@ class CephOperations(pyfuse3.Operations):
     @ceph_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if name == STATS_XATTR and inode == pyfuse3.ROOT_INODE:
-            return json.dumps({**self.stats(), "op_stats": self.op_stats.as_dict()}).encode()
+            return json.dumps({**self.stats(), "op_stats": self.request_stats()}).encode()
         if not name.startswith(SHARED_XATTR_PREFIXES):
             return await self._ceph.getxattr(await self._handle(inode), name, self._cred(ctx))
         known = self._xattrs.get(inode)
@@ -1166,6 +1192,7 @@ class CephOperations(pyfuse3.Operations):
 
     async def release_all(self) -> None:
         """Close every handle and put every reference: called once the kernel is gone."""
+        self._native.clear_all()
         for of in self._files.values():
             await self._reader.quiesce(of)
             await self._ceph.release(of.handle)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # Upper bounds in seconds; a last, unbounded bucket follows.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -46,12 +48,30 @@ class OpStats:
             counter = self.ops[op] = OpCounter()
         counter.add(seconds, failed)
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self, native: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, object]:
+        """With what native handlers answered (pyfuse3.native_handler_stats) counted in:
+        the kernel's requests, whoever answered them."""
+        ops = {name: OpCounter(c.count, c.errors, c.seconds, list(c.buckets))
+               for name, c in self.ops.items()}
+        sizes = {op: dict(by_size) for op, by_size in self.request_sizes.items()}
+        moved = {"read": self.bytes_read, "write": self.bytes_written}
+        for op, answered in (native or {}).items():
+            if not answered["count"]:
+                continue
+            counter = ops.setdefault(op, OpCounter())
+            counter.count += answered["count"]
+            counter.seconds += answered["seconds"]
+            counter.buckets = [a + b for a, b in zip(counter.buckets, answered["latencies"],
+                                                     strict=True)]
+            for size, count in answered["sizes"].items():
+                sizes.setdefault(op, {})[size] = sizes.get(op, {}).get(size, 0) + count
+            if op in moved:
+                moved[op] += answered["bytes"]
         return {
-            "bytes_read": self.bytes_read, "bytes_written": self.bytes_written,
+            "bytes_read": moved["read"], "bytes_written": moved["write"],
             "latency_buckets": list(LATENCY_BUCKETS),
             "ops": {name: {"count": c.count, "errors": c.errors, "seconds": c.seconds,
-                           "buckets": c.buckets} for name, c in self.ops.items()},
-            "request_sizes": {op: {str(size): count for size, count in sorted(sizes.items())}
-                              for op, sizes in self.request_sizes.items()},
+                           "buckets": c.buckets} for name, c in ops.items()},
+            "request_sizes": {op: {str(size): count for size, count in sorted(by_size.items())}
+                              for op, by_size in sizes.items()},
         }

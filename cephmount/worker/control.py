@@ -57,4 +57,4 @@ class Control:
 
     def stats(self) -> dict[str, object]:
         return {**self._info, "pid": os.getpid(), "started": self._started,
-                "cache": self._operations.stats(), **self._operations.op_stats.as_dict()}
+                "cache": self._operations.stats(), **self._operations.request_stats()}

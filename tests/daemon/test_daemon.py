@@ -299,6 +299,27 @@ def test_unsynced_writes_of_a_dead_worker_are_reported(daemon: DaemonProcess,
         os.fsync(file.fileno())
 
 
+def test_writes_after_an_fsync_that_a_dead_worker_lost_are_reported(
+        daemon: DaemonProcess, target_dir: Path) -> None:
+    """The first write after an fsync goes through Python again, which marks the handle
+    unsynced: the writes after it are answered in C (native handlers) and say nothing."""
+    target = target_dir / "resynced"
+    target.mkdir()
+    info = daemon.mount(target)
+    with open(target / "file", "wb", buffering=0) as file:
+        file.write(b"a" * 4096)  # its next writes are answered in C
+        file.write(b"b" * 4096)
+        os.fsync(file.fileno())
+        file.write(b"c" * 4096)
+        file.write(b"d" * 4096)
+        os.kill(info.worker_pid, signal.SIGKILL)
+        wait_for(lambda: daemon.mounts()[0].restarts == 1, what="a successor worker")
+        with pytest.raises(OSError) as reported:
+            os.fsync(file.fileno())
+        assert reported.value.errno == 5
+    daemon.expected_errors.append("replacement")
+
+
 def test_replaced_worker_resets_the_dead_session(daemon: DaemonProcess, target_dir: Path,
                                                  client_env: ClientEnv) -> None:
     """Another client waits for no timeout of the dead worker's session (about a minute)."""

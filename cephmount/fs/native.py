@@ -1,0 +1,126 @@
+"""Which open files have their READs and WRITEs answered in C, off the trio thread.
+
+pyfuse3 (patched, patches/pyfuse3) calls a file handle's native handlers on threads
+of its own, with no Python between the kernel's request and libcephfs
+(ceph/native_build.py): a request's Python handling and thread hop were most of a
+small read's or write's time (docs/performance.md, "Data requests in C"). What the
+Python handlers do besides calling libcephfs decides which handles may have them:
+
+- Reads: only those the Python `read` would pass straight to libcephfs: every
+  handle in strict mode, and a handle open for writing (its file's reads bypass
+  our block cache while it is open).
+- Writes: not O_APPEND (an append is serialised across nodes in Python), and only
+  after a first write through Python since the last fsync, which marks the handle
+  unsynced (a successor reports writes a dead worker may have lost). fsync takes
+  the native writes away again. A write to a file with capabilities, or one that
+  fails, goes back to Python, which strips them or answers the error.
+- While a handle writes natively, what we cache of its file's attributes and
+  blocks misses those writes: the caller asks `writing` before answering
+  attributes from its cache, and drops the file's blocks and refreshes its
+  attributes when the handle stops writing natively.
+- While any handle writes a file natively, the kernel's ask for its
+  `security.capability` before each write is answered in C too, by libcephfs
+  (from its xattr caps: coherent across nodes).
+
+Invariant: every registration is cleared before the Ceph client it points into
+is closed (`clear_all`), and before the file handle is released.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyfuse3
+
+from cephmount.ceph.client import CAPABILITY_XATTR, CephClient, native_functions
+from cephmount.fs.opstats import LATENCY_BUCKETS
+from cephmount.fs.reads import OpenFile
+
+
+@dataclass
+class _Registered:
+    of: OpenFile
+    writes: bool
+    file: Any  # the struct cm_file the C functions are called with: kept alive here
+
+
+class NativeHandlers:
+    def __init__(self, client: CephClient) -> None:
+        self._client = client
+        self._functions = native_functions()
+        self._registered: dict[int, _Registered] = {}
+        self._writers: Counter[int] = Counter()  # fuse inode -> handles writing natively
+        self._capabilities: dict[int, Any] = {}  # fuse inode -> its getxattr's struct cm_file
+        pyfuse3.set_native_latency_bounds(LATENCY_BUCKETS)
+
+    def opened(self, fh: int, of: OpenFile) -> None:
+        """A new handle: native reads where the Python read would go straight through."""
+        if not of.block_size or of.writable:
+            self._set(fh, of, writes=False)
+
+    def written(self, fh: int, of: OpenFile) -> bool:
+        """After a write through Python: True if the handle's next writes are native."""
+        registered = self._registered.get(fh)
+        if of.flags & os.O_APPEND or not of.unsynced or (registered and registered.writes):
+            return False
+        self.clear(fh)
+        self._set(fh, of, writes=True)
+        return True
+
+    def synced(self, fh: int) -> bool:
+        """After an fsync: writes come through Python again. True if they were native."""
+        registered = self._registered.get(fh)
+        if registered is None or not registered.writes:
+            return False
+        self.clear(fh)
+        self.opened(fh, registered.of)
+        return True
+
+    def clear(self, fh: int) -> bool:
+        """No native handler for `fh` once this returns (it waits for calls in flight,
+        one libcephfs call at most). True if its writes were native."""
+        registered = self._registered.pop(fh, None)
+        if registered is None:
+            return False
+        pyfuse3.clear_native_handler(fh)
+        fuse_ino = registered.of.fuse_ino
+        if registered.writes:
+            self._writers[fuse_ino] -= 1
+            if not self._writers[fuse_ino]:
+                del self._writers[fuse_ino]
+                pyfuse3.clear_native_getxattr(fuse_ino)
+                del self._capabilities[fuse_ino]
+        return registered.writes
+
+    def clear_all(self) -> None:
+        for fh in list(self._registered):
+            self.clear(fh)
+
+    @property
+    def handles(self) -> int:
+        return len(self._registered)
+
+    @staticmethod
+    def stats() -> Mapping[str, Mapping[str, Any]]:
+        """What the native handlers answered, since the process started."""
+        return pyfuse3.native_handler_stats()
+
+    def writing(self, fuse_ino: int) -> bool:
+        """Whether a handle writes `fuse_ino` natively (our cached attributes miss it)."""
+        return fuse_ino in self._writers
+
+    def _set(self, fh: int, of: OpenFile, writes: bool) -> None:
+        address, file = self._client.native_file(of.handle)
+        functions = self._functions
+        pyfuse3.set_native_handler(fh, functions.read, functions.write if writes else 0, address)
+        self._registered[fh] = _Registered(of, writes, file)
+        if writes:
+            if not self._writers[of.fuse_ino]:
+                address, self._capabilities[of.fuse_ino] = self._client.native_file(of.handle)
+                pyfuse3.set_native_getxattr(of.fuse_ino, CAPABILITY_XATTR,
+                                            functions.get_capabilities, address)
+            self._writers[of.fuse_ino] += 1
