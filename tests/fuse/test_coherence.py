@@ -614,15 +614,24 @@ def test_writes_and_reads_answered_in_c_keep_every_byte(nodes: dict[str, Node],
 
 def test_a_reader_sees_this_nodes_writes_answered_in_c_after_the_writer_closes(
         nodes: dict[str, Node], shared: str) -> None:
-    """Blocks cached before a writer's native writes are dropped when it stops."""
+    """Blocks cached before a writer's native writes are dropped when it stops, at
+    once, not at the next check of the file's change counter."""
     path = nodes["a"].root / shared / "reread"
-    old, new = os.urandom(1 << 20), os.urandom(1 << 20)
+    half = 4 << 20  # a block of its own (the blocks are at most an object)
+    old, new = os.urandom(2 * half), os.urandom(half)
     path.write_bytes(old)
-    with open(path, "rb") as reader:
-        assert reader.read() == old  # fills our block cache
+    reader = os.open(path, os.O_RDONLY | os.O_DIRECT)  # every read reaches the mount
+    try:
+        assert os.pread(reader, half, half) == old[half:]  # into our block cache
+        handles = nodes["a"].stats()["open_handles"]
         with open(path, "r+b", buffering=0) as writer:
-            for offset in range(0, len(new), 64 << 10):
-                writer.write(new[offset:offset + (64 << 10)])
-        drop_kernel_caches()  # so that the reader's next reads reach the mount
-        reader.seek(0)
-        assert reader.read() == new
+            writer.write(b"x")  # through Python: drops only the first half's blocks
+            writer.seek(half)
+            for offset in range(0, half, 64 << 10):
+                writer.write(new[offset:offset + (64 << 10)])  # answered in C
+        # The kernel releases the writer after close returns; until then our reads skip
+        # the block cache.
+        assert wait_for(lambda: nodes["a"].stats()["open_handles"] == handles, 10) < 10
+        assert os.pread(reader, half, half) == new
+    finally:
+        os.close(reader)
