@@ -167,6 +167,7 @@ class NativeFunctions(NamedTuple):
     read: int
     write: int
     get_capabilities: int
+    getattr: int
 
 
 def native_functions() -> NativeFunctions:
@@ -174,7 +175,8 @@ def native_functions() -> NativeFunctions:
 
     nffi = _native_io.ffi
     return NativeFunctions(*(int(nffi.cast("uintptr_t", nffi.addressof(_native_io.lib, name)))
-                             for name in ("cm_read", "cm_write", "cm_get_capabilities")))
+                             for name in ("cm_read", "cm_write", "cm_get_capabilities",
+                                          "cm_getattr")))
 
 
 def _statx() -> Any:
@@ -625,6 +627,20 @@ class CephClient:
                               ("root", self._perm(ROOT))):
             setattr(file, name, nffi.cast("void *", _address(pointer)))
         return int(nffi.cast("uintptr_t", file)), file
+
+    def native_inode(self, fh: FileHandle, fuse_ino: int, ttl: float) -> tuple[int, Any]:
+        """As `native_file`, a `struct cm_inode` for the inode of `fh`, known to the
+        kernel as `fuse_ino`, whose attributes are checked against the MDS at most
+        once a `ttl` (seconds)."""
+        import cephmount.ceph._native_io as _native_io
+
+        nffi = _native_io.ffi
+        node = nffi.new("struct cm_inode *")
+        for name, pointer in (("cmount", self._live()), ("inode", fh.inode),
+                              ("root", self._perm(ROOT))):
+            setattr(node, name, nffi.cast("void *", _address(pointer)))
+        node.fuse_ino, node.ttl_ns = fuse_ino, int(ttl * 1e9)
+        return int(nffi.cast("uintptr_t", node)), node
 
     def write(self, fh: FileHandle, offset: int, data: Any) -> int:
         """Write `data` (any bytes-like object) at `offset`; returns the count.

@@ -19,8 +19,10 @@ Python handlers do besides calling libcephfs decides which handles may have them
   attributes from its cache, and drops the file's blocks and refreshes its
   attributes when the handle stops writing natively.
 - While any handle writes a file natively, the kernel's ask for its
-  `security.capability` before each write is answered in C too, by libcephfs
-  (from its xattr caps: coherent across nodes).
+  `security.capability` before each write, and for its attributes, are answered
+  in C too, by libcephfs: capabilities from its xattr caps (coherent across
+  nodes), attributes from its own view (with this client's writes), checked
+  against the MDS at most once a `cache_ttl` as `CephOperations.getattr` does.
 
 Invariant: every registration is cleared before the Ceph client it points into
 is closed (`clear_all`), and before the file handle is released.
@@ -37,6 +39,7 @@ from typing import Any
 import pyfuse3
 
 from cephmount.ceph.client import CAPABILITY_XATTR, CephClient, native_functions
+from cephmount.fs.coherence import CoherencePolicy
 from cephmount.fs.opstats import LATENCY_BUCKETS
 from cephmount.fs.reads import OpenFile
 
@@ -49,12 +52,13 @@ class _Registered:
 
 
 class NativeHandlers:
-    def __init__(self, client: CephClient) -> None:
+    def __init__(self, client: CephClient, policy: CoherencePolicy) -> None:
         self._client = client
+        self._policy = policy
         self._functions = native_functions()
         self._registered: dict[int, _Registered] = {}
         self._writers: Counter[int] = Counter()  # fuse inode -> handles writing natively
-        self._capabilities: dict[int, Any] = {}  # fuse inode -> its getxattr's struct cm_file
+        self._inodes: dict[int, Any] = {}  # fuse inode -> its struct cm_inode
         pyfuse3.set_native_latency_bounds(LATENCY_BUCKETS)
 
     def opened(self, fh: int, of: OpenFile) -> None:
@@ -92,8 +96,8 @@ class NativeHandlers:
             self._writers[fuse_ino] -= 1
             if not self._writers[fuse_ino]:
                 del self._writers[fuse_ino]
-                pyfuse3.clear_native_getxattr(fuse_ino)
-                del self._capabilities[fuse_ino]
+                pyfuse3.clear_native_inode_handlers(fuse_ino)
+                del self._inodes[fuse_ino]
         return registered.writes
 
     def clear_all(self) -> None:
@@ -120,7 +124,13 @@ class NativeHandlers:
         self._registered[fh] = _Registered(of, writes, file)
         if writes:
             if not self._writers[of.fuse_ino]:
-                address, self._capabilities[of.fuse_ino] = self._client.native_file(of.handle)
-                pyfuse3.set_native_getxattr(of.fuse_ino, CAPABILITY_XATTR,
-                                            functions.get_capabilities, address)
+                self._set_inode(of)
             self._writers[of.fuse_ino] += 1
+
+    def _set_inode(self, of: OpenFile) -> None:
+        address, self._inodes[of.fuse_ino] = self._client.native_inode(
+            of.handle, of.fuse_ino, self._policy.cache_ttl)
+        pyfuse3.set_native_inode_handlers(
+            of.fuse_ino, address, getattr=self._functions.getattr,
+            attr_timeout=self._policy.attr_timeout,
+            getxattr=self._functions.get_capabilities, xattr_name=CAPABILITY_XATTR)

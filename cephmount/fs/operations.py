@@ -217,7 +217,7 @@ class CephOperations(pyfuse3.Operations):
         self._attrs: ExpiringMap[StatX] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._heap = HeapReleaser()
-        self._native = NativeHandlers(ceph.sync)
+        self._native = NativeHandlers(ceph.sync, self._policy)
         self._reader = CachedReader(ceph, self.blocks, self._heap)
         self._append_locks: dict[int, trio.Lock] = {}
         self._lock_owners: dict[int, set[int]] = {}  # ceph inode -> owners that took locks

@@ -583,8 +583,9 @@ def test_cache_size_zero_reads_straight_from_libcephfs(nodes: dict[str, Node],
 def test_writes_and_reads_answered_in_c_keep_every_byte(nodes: dict[str, Node],
                                                         shared: str) -> None:
     """Random 4 KiB writes and reads of a file open for writing: all but the first write
-    of a handle are answered in C (native handlers), and read back right, here and on
-    another node; strict mode's reads are too."""
+    of a handle (and the kernel's asks around them) are answered in C (native
+    handlers), and read back right, here and on another node; strict mode's reads are
+    too."""
     size, rounds = 1 << 20, 400
     model = bytearray(os.urandom(size))
     path = nodes["a"].root / shared / "native"
@@ -608,6 +609,8 @@ def test_writes_and_reads_answered_in_c_keep_every_byte(nodes: dict[str, Node],
     assert (nodes["b"].root / shared / "native").read_bytes() == model
     after = {name: nodes[name].stats() for name in ("a", "strict")}
     assert after["a"]["native_writes"] - before["a"]["native_writes"] >= rounds - 1
+    assert after["a"]["native_getxattrs"] - before["a"]["native_getxattrs"] >= rounds - 1
+    assert after["a"]["native_getattrs"] > before["a"]["native_getattrs"]
     assert after["strict"]["native_reads"] > before["strict"]["native_reads"]
     assert after["a"]["native_handles"] == 0
 
