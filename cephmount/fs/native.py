@@ -10,9 +10,11 @@ Python handlers do besides calling libcephfs decides which handles may have them
   handle in strict mode, and a handle open for writing (its file's reads bypass
   our block cache while it is open).
 - Writes: not O_APPEND (an append is serialised across nodes in Python), and only
-  after a first write through Python since the last fsync, which marks the handle
-  unsynced (a successor reports writes a dead worker may have lost). fsync takes
-  the native writes away again. A write to a file with capabilities, or one that
+  after `WRITES_BEFORE_NATIVE` writes through Python since the open or the last
+  fsync: the first marks the handle unsynced (a successor reports writes a dead
+  worker may have lost), and a file written once (a small file's create and write)
+  is spared the setting up and, at its release, the refresh below. fsync takes the
+  native writes away again. A write to a file with capabilities, or one that
   fails, goes back to Python, which strips them or answers the error.
 - While a handle writes natively, what we cache of its file's attributes and
   blocks misses those writes: the caller asks `writing` before answering
@@ -43,6 +45,8 @@ from cephmount.fs.coherence import CoherencePolicy
 from cephmount.fs.opstats import LATENCY_BUCKETS
 from cephmount.fs.reads import OpenFile
 
+WRITES_BEFORE_NATIVE = 2
+
 
 @dataclass
 class _Registered:
@@ -58,6 +62,7 @@ class NativeHandlers:
         self._functions = native_functions()
         self._registered: dict[int, _Registered] = {}
         self._writers: Counter[int] = Counter()  # fuse inode -> handles writing natively
+        self._python_writes: Counter[int] = Counter()  # fh -> writes since open or fsync
         self._inodes: dict[int, Any] = {}  # fuse inode -> its struct cm_inode
         pyfuse3.set_native_latency_bounds(LATENCY_BUCKETS)
 
@@ -71,12 +76,16 @@ class NativeHandlers:
         registered = self._registered.get(fh)
         if of.flags & os.O_APPEND or not of.unsynced or (registered and registered.writes):
             return False
+        self._python_writes[fh] += 1
+        if self._python_writes[fh] < WRITES_BEFORE_NATIVE:
+            return False
         self.clear(fh)
         self._set(fh, of, writes=True)
         return True
 
     def synced(self, fh: int) -> bool:
         """After an fsync: writes come through Python again. True if they were native."""
+        self._python_writes.pop(fh, None)
         registered = self._registered.get(fh)
         if registered is None or not registered.writes:
             return False
@@ -87,6 +96,7 @@ class NativeHandlers:
     def clear(self, fh: int) -> bool:
         """No native handler for `fh` once this returns (it waits for calls in flight,
         one libcephfs call at most). True if its writes were native."""
+        self._python_writes.pop(fh, None)
         registered = self._registered.pop(fh, None)
         if registered is None:
             return False
@@ -103,6 +113,7 @@ class NativeHandlers:
     def clear_all(self) -> None:
         for fh in list(self._registered):
             self.clear(fh)
+        self._python_writes.clear()
 
     @property
     def handles(self) -> int:

@@ -307,11 +307,11 @@ def test_writes_after_an_fsync_that_a_dead_worker_lost_are_reported(
     target.mkdir()
     info = daemon.mount(target)
     with open(target / "file", "wb", buffering=0) as file:
-        file.write(b"a" * 4096)  # its next writes are answered in C
-        file.write(b"b" * 4096)
+        for data in (b"a", b"b", b"c"):  # the last answered in C (WRITES_BEFORE_NATIVE)
+            file.write(data * 4096)
         os.fsync(file.fileno())
-        file.write(b"c" * 4096)
-        file.write(b"d" * 4096)
+        for data in (b"d", b"e", b"f"):
+            file.write(data * 4096)
         os.kill(info.worker_pid, signal.SIGKILL)
         wait_for(lambda: daemon.mounts()[0].restarts == 1, what="a successor worker")
         with pytest.raises(OSError) as reported:
