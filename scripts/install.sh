@@ -84,13 +84,6 @@ if ! has_patched_pyfuse3; then
     fi
 fi
 
-# The C functions of the native read and write handlers (cephmount/ceph/native_build.py).
-native=cephmount/ceph/native_build.py
-if [ -z "$(find cephmount/ceph -name '_native_io.*.so' -newer "$native")" ]; then
-    echo "install: cephmount's native read and write functions"
-    "$VENV/bin/python" "$native"
-fi
-
 # Reinstall only when the project's metadata changed since the last install.
 stamp="$VENV/.cephmount-installed"
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
@@ -99,4 +92,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test,bench,kube]' 2>&1 \
         | grep -v -e BuildBackendWarning -e '^ ' || true
     echo "$want" > "$stamp"
+fi
+
+# The C functions of the native handlers (cephmount/ceph/native_build.py), with the
+# cffi just installed.
+native=cephmount/ceph/native_build.py
+if [ -z "$(find cephmount/ceph -name '_native_io.*.so' -newer "$native")" ]; then
+    echo "install: cephmount's native handler functions"
+    "$VENV/bin/python" "$native"
 fi
