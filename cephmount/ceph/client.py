@@ -622,11 +622,12 @@ class CephClient:
         import cephmount.ceph._native_io as _native_io
 
         nffi = _native_io.ffi
-        file = nffi.new("struct cm_file *")
+        file, root = nffi.new("struct cm_file *"), self._perm(ROOT)
         for name, pointer in (("cmount", self._live()), ("fh", fh.ptr), ("inode", fh.inode),
-                              ("root", self._perm(ROOT))):
+                              ("root", root)):
             setattr(file, name, nffi.cast("void *", _address(pointer)))
-        return int(nffi.cast("uintptr_t", file)), file
+        # The UserPerm too: our LRU of them may free it meanwhile.
+        return int(nffi.cast("uintptr_t", file)), (file, root)
 
     def native_inode(self, fh: FileHandle, fuse_ino: int, ttl: float) -> tuple[int, Any]:
         """As `native_file`, a `struct cm_inode` for the inode of `fh`, known to the
@@ -635,12 +636,11 @@ class CephClient:
         import cephmount.ceph._native_io as _native_io
 
         nffi = _native_io.ffi
-        node = nffi.new("struct cm_inode *")
-        for name, pointer in (("cmount", self._live()), ("inode", fh.inode),
-                              ("root", self._perm(ROOT))):
+        node, root = nffi.new("struct cm_inode *"), self._perm(ROOT)
+        for name, pointer in (("cmount", self._live()), ("inode", fh.inode), ("root", root)):
             setattr(node, name, nffi.cast("void *", _address(pointer)))
         node.fuse_ino, node.ttl_ns = fuse_ino, int(ttl * 1e9)
-        return int(nffi.cast("uintptr_t", node)), node
+        return int(nffi.cast("uintptr_t", node)), (node, root)
 
     def write(self, fh: FileHandle, offset: int, data: Any) -> int:
         """Write `data` (any bytes-like object) at `offset`; returns the count.

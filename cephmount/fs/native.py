@@ -26,12 +26,18 @@ Python handlers do besides calling libcephfs decides which handles may have them
   nodes), attributes from its own view (with this client's writes), checked
   against the MDS at most once a `cache_ttl` as `CephOperations.getattr` does.
 
-Invariant: every registration is cleared before the Ceph client it points into
-is closed (`clear_all`), and before the file handle is released.
+Invariants: a handler is unlinked (no request reaches it) before its file handle is
+released, and no call of it runs when the Ceph client it points into is closed
+(`clear_all`, or `close` then `drain` when a lost session is dropped); what a call
+uses (the `struct cm_file` or `cm_inode`, the root UserPerm) is kept here until no
+call of it can run. Clearing never waits on the trio thread for a call in flight,
+except where none can be (`clear_all`, once the main loop is over). A handler that
+cannot be set leaves its handle or inode on the Python path.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -39,20 +45,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyfuse3
+import trio
 
 from cephmount.ceph.client import CAPABILITY_XATTR, CephClient, native_functions
+from cephmount.ceph.errors import CephError
 from cephmount.fs.coherence import CoherencePolicy
 from cephmount.fs.opstats import LATENCY_BUCKETS
 from cephmount.fs.reads import OpenFile
 
 WRITES_BEFORE_NATIVE = 2
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class _Registered:
     of: OpenFile
     writes: bool
-    file: Any  # the struct cm_file the C functions are called with: kept alive here
+    owner: Any  # what the C functions are called with: kept alive here
 
 
 class NativeHandlers:
@@ -62,8 +72,10 @@ class NativeHandlers:
         self._functions = native_functions()
         self._registered: dict[int, _Registered] = {}
         self._writers: Counter[int] = Counter()  # fuse inode -> handles writing natively
+        self._inodes: dict[int, Any] = {}  # fuse inode -> owner of its struct cm_inode
         self._python_writes: Counter[int] = Counter()  # fh -> writes since open or fsync
-        self._inodes: dict[int, Any] = {}  # fuse inode -> its struct cm_inode
+        self._retired: list[Any] = []  # owners of cleared handlers a call may still use
+        self._closed = False
         pyfuse3.set_native_latency_bounds(LATENCY_BUCKETS)
 
     def opened(self, fh: int, of: OpenFile) -> None:
@@ -80,40 +92,64 @@ class NativeHandlers:
         if self._python_writes[fh] < WRITES_BEFORE_NATIVE:
             return False
         self.clear(fh)
-        self._set(fh, of, writes=True)
-        return True
+        if self._set(fh, of, writes=True):
+            return True
+        self.opened(fh, of)
+        return False
 
-    def synced(self, fh: int) -> bool:
-        """After an fsync: writes come through Python again. True if they were native."""
+    async def stop_writes(self, fh: int) -> bool:
+        """Before an fsync: writes come through Python again, and no native one is in
+        flight once this returns (the fsync covers it). True if they were native."""
         self._python_writes.pop(fh, None)
         registered = self._registered.get(fh)
         if registered is None or not registered.writes:
             return False
         self.clear(fh)
         self.opened(fh, registered.of)
+        await trio.to_thread.run_sync(pyfuse3.drain_native_handlers)
         return True
 
     def clear(self, fh: int) -> bool:
-        """No native handler for `fh` once this returns (it waits for calls in flight,
-        one libcephfs call at most). True if its writes were native."""
+        """No request of `fh` reaches its native handler after this (a call in flight
+        may still run). True if its writes were native."""
         self._python_writes.pop(fh, None)
         registered = self._registered.pop(fh, None)
         if registered is None:
             return False
-        pyfuse3.clear_native_handler(fh)
         fuse_ino = registered.of.fuse_ino
+        inodes: tuple[int, ...] = ()
         if registered.writes:
             self._writers[fuse_ino] -= 1
             if not self._writers[fuse_ino]:
                 del self._writers[fuse_ino]
-                pyfuse3.clear_native_inode_handlers(fuse_ino)
-                del self._inodes[fuse_ino]
+                inodes = (fuse_ino,)
+                self._retire(self._inodes.pop(fuse_ino))
+        pyfuse3.clear_native_handlers((fh,), inodes, False)
+        self._retire(registered.owner)
         return registered.writes
 
-    def clear_all(self) -> None:
-        for fh in list(self._registered):
-            self.clear(fh)
+    def close(self) -> None:
+        """The Ceph client is being dropped: no request reaches any handler of ours
+        after this, and none is set again; `drain` waits for the calls in flight."""
+        self._closed = True
+        fhs, inodes = list(self._registered), list(self._inodes)
+        self._retired.extend(r.owner for r in self._registered.values())
+        self._retired.extend(self._inodes.values())
+        self._registered.clear()
+        self._inodes.clear()
+        self._writers.clear()
         self._python_writes.clear()
+        pyfuse3.clear_native_handlers(fhs, inodes, False)
+
+    @staticmethod
+    def drain() -> None:
+        """Return once no call of a cleared handler runs (blocks: any thread)."""
+        pyfuse3.drain_native_handlers()
+
+    def clear_all(self) -> None:
+        """`close`, and wait for the calls in flight: only where none can be."""
+        self.close()
+        self.drain()
 
     @property
     def handles(self) -> int:
@@ -128,15 +164,32 @@ class NativeHandlers:
         """Whether a handle writes `fuse_ino` natively (our cached attributes miss it)."""
         return fuse_ino in self._writers
 
-    def _set(self, fh: int, of: OpenFile, writes: bool) -> None:
-        address, file = self._client.native_file(of.handle)
-        functions = self._functions
-        pyfuse3.set_native_handler(fh, functions.read, functions.write if writes else 0, address)
-        self._registered[fh] = _Registered(of, writes, file)
-        if writes:
-            if not self._writers[of.fuse_ino]:
+    def _retire(self, owner: Any) -> None:
+        if not pyfuse3.draining_native_handlers():
+            self._retired.clear()
+        self._retired.append(owner)
+
+    def _set(self, fh: int, of: OpenFile, writes: bool) -> bool:
+        """Set `fh`'s handlers (and its inode's, for writes); False if they are not."""
+        if self._closed:
+            return False
+        try:
+            if writes and not self._writers[of.fuse_ino]:
                 self._set_inode(of)
+            address, owner = self._client.native_file(of.handle)
+            functions = self._functions
+            pyfuse3.set_native_handler(fh, functions.read, functions.write if writes else 0,
+                                       address)
+        except (OSError, CephError) as exc:
+            log.warning("handle %d stays on the Python path: %s", fh, exc)
+            if writes and not self._writers[of.fuse_ino] and of.fuse_ino in self._inodes:
+                pyfuse3.clear_native_handlers((), (of.fuse_ino,), False)
+                self._retire(self._inodes.pop(of.fuse_ino))
+            return False
+        self._registered[fh] = _Registered(of, writes, owner)
+        if writes:
             self._writers[of.fuse_ino] += 1
+        return True
 
     def _set_inode(self, of: OpenFile) -> None:
         address, self._inodes[of.fuse_ino] = self._client.native_inode(

@@ -249,10 +249,16 @@ class CephOperations(pyfuse3.Operations):
 
     def detach(self, wait: bool = True) -> None:
         """Stop coherence: the invalidation thread ends (after its current event, if
-        not `wait`ing for it: a kernel notification may wait for a request). Any thread."""
+        not `wait`ing for it: a kernel notification may wait for a request). Any thread,
+        once `close_native` ran on the trio thread or the main loop is over."""
         self._detached = True
         self._native.clear_all()
         self.invalidator.stop(wait)
+
+    def close_native(self) -> None:
+        """The Ceph session is lost: no request reaches a native handler of ours after
+        this (`detach` then waits for the calls in flight). On the trio thread."""
+        self._native.close()
 
     async def _purge_expired(self) -> None:
         """Drop expired entries of our caches now and then, until detached."""
@@ -843,13 +849,13 @@ class CephOperations(pyfuse3.Operations):
     async def fsync(self, fh: int, datasync: bool) -> None:
         of = await self._file(fh)
         self._report_lost_writes(of)
+        if await self._native.stop_writes(fh):  # the next write marks it unsynced again
+            await self._written_natively(of)
         await self._ceph.fsync(of.handle, datasync)
         if of.unsynced:
             await self._confirm_session(of)
             self._handles.mark_unsynced(fh, False)
             of.unsynced = False
-            if self._native.synced(fh):
-                await self._written_natively(of)
 
     async def _confirm_session(self, of: OpenFile) -> None:
         """Fail (ESHUTDOWN: `on_session_lost`) if the client was evicted before the fsync.

@@ -131,6 +131,7 @@ class SessionKeeper(pyfuse3.Operations):
                           "a new one; open files are reopened, unsynced writes report EIO once",
                           self._mountpoint)
                 old, self._client = self._client, None
+                lost.close_native()
                 await self._drop(lost, old)
             client: CephClient | None = None
             try:

@@ -30,15 +30,17 @@ class FakeClient:
         self.lost = False
         self.call_in_flight = threading.Event()
         self.call_in_flight.set()
+        self.aborted = False
 
     def abort(self) -> None:
         self.call_in_flight.wait()  # as CephClient.abort waits for calls in flight
-        self.lost = True
+        self.lost = self.aborted = True
 
 
 class FakeOperations:
     def __init__(self, client: FakeClient) -> None:
         self.client = client
+        self.native_closed_before_abort: bool | None = None
 
     async def getattr(self, inode: int, ctx: Any) -> int:
         await trio.sleep(0.01)
@@ -48,6 +50,9 @@ class FakeOperations:
 
     def detach(self, wait: bool = True) -> None:
         pass
+
+    def close_native(self) -> None:
+        self.native_closed_before_abort = not self.client.aborted
 
     def succeed(self, lost: FakeOperations) -> None:
         pass
@@ -91,10 +96,13 @@ async def test_requests_that_meet_a_loss_share_one_new_session() -> None:
     answers: list[int] = []
     async with trio.open_nursery() as nursery:
         keeper = keeper_for(cluster, nursery)
+        lost = cast(FakeOperations, keeper.current)
         async with trio.open_nursery() as requests:
             for _ in range(10):
                 requests.start_soon(getattr_of, keeper, answers)
     assert answers == [2] * 10 and cluster.attempts == 2
+    # No request reaches the lost client's handlers in C once it may be freed.
+    assert lost.native_closed_before_abort and lost.client.aborted
 
 
 async def test_a_failed_reconnection_answers_eio_and_waits_before_the_next() -> None:
