@@ -179,6 +179,18 @@ def native_functions() -> NativeFunctions:
                                           "cm_getattr")))
 
 
+def _native_struct(ctype: str, pointers: Mapping[str, Any]) -> tuple[int, Any]:
+    """A new struct of ceph/native_build.py with `pointers` (our cdata) in its fields:
+    its address, and the struct itself (which owns it)."""
+    import cephmount.ceph._native_io as _native_io
+
+    nffi = _native_io.ffi
+    struct = nffi.new(ctype)
+    for name, pointer in pointers.items():
+        setattr(struct, name, nffi.cast("void *", _address(pointer)))
+    return int(nffi.cast("uintptr_t", struct)), struct
+
+
 def _statx() -> Any:
     return ffi.new("struct ceph_statx *")
 
@@ -619,28 +631,20 @@ class CephClient:
         """The address of the `struct cm_file` pyfuse3's native handlers of `fh` are
         called with (ceph/native_build.py), and its owner, which must outlive them.
         They must be cleared before this client is closed: they bypass its gate."""
-        import cephmount.ceph._native_io as _native_io
-
-        nffi = _native_io.ffi
-        file, root = nffi.new("struct cm_file *"), self._perm(ROOT)
-        for name, pointer in (("cmount", self._live()), ("fh", fh.ptr), ("inode", fh.inode),
-                              ("root", root)):
-            setattr(file, name, nffi.cast("void *", _address(pointer)))
-        # The UserPerm too: our LRU of them may free it meanwhile.
-        return int(nffi.cast("uintptr_t", file)), (file, root)
+        root = self._perm(ROOT)
+        address, file = _native_struct("struct cm_file *", {
+            "cmount": self._live(), "fh": fh.ptr, "inode": fh.inode, "root": root})
+        return address, (file, root)  # the UserPerm too: our LRU of them may free it
 
     def native_inode(self, fh: FileHandle, fuse_ino: int, ttl: float) -> tuple[int, Any]:
         """As `native_file`, a `struct cm_inode` for the inode of `fh`, known to the
         kernel as `fuse_ino`, whose attributes are checked against the MDS at most
         once a `ttl` (seconds)."""
-        import cephmount.ceph._native_io as _native_io
-
-        nffi = _native_io.ffi
-        node, root = nffi.new("struct cm_inode *"), self._perm(ROOT)
-        for name, pointer in (("cmount", self._live()), ("inode", fh.inode), ("root", root)):
-            setattr(node, name, nffi.cast("void *", _address(pointer)))
+        root = self._perm(ROOT)
+        address, node = _native_struct("struct cm_inode *", {
+            "cmount": self._live(), "inode": fh.inode, "root": root})
         node.fuse_ino, node.ttl_ns = fuse_ino, int(ttl * 1e9)
-        return int(nffi.cast("uintptr_t", node)), (node, root)
+        return address, (node, root)
 
     def write(self, fh: FileHandle, offset: int, data: Any) -> int:
         """Write `data` (any bytes-like object) at `offset`; returns the count.

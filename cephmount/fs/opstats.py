@@ -63,8 +63,9 @@ class OpStats:
             counter.seconds += answered["seconds"]
             counter.buckets = [a + b for a, b in zip(counter.buckets, answered["latencies"],
                                                      strict=True)]
+            by_size = sizes.setdefault(op, {})
             for size, count in answered["sizes"].items():
-                sizes.setdefault(op, {})[size] = sizes.get(op, {}).get(size, 0) + count
+                by_size[size] = by_size.get(size, 0) + count
             if op in moved:
                 moved[op] += answered["bytes"]
         return {
