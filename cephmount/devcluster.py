@@ -139,6 +139,18 @@ class DevCluster:
         self._stop_daemons()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    @contextlib.contextmanager
+    def paused(self, name: str) -> Iterator[None]:
+        """Stop one daemon (SIGSTOP) for the block, as a hung host would; then let it go on."""
+        pid = self._owned_pid(name)
+        if pid is None:
+            raise DevClusterError(f"{name} is not running in {self.dir}")
+        _signal(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            _signal(pid, signal.SIGCONT)
+
     def restart_daemon(self, name: str, timeout: float = READY_TIMEOUT) -> None:
         """Kill one daemon (`mds.a`, `osd.0`, ...) as a crash would and start it again.
 

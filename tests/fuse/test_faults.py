@@ -98,6 +98,44 @@ def test_a_daemon_restart_loses_nothing_and_fails_nothing(
         assert workload.verify() == []
 
 
+READS_WAITING = 12  # more than the threads that read the kernel's requests (8)
+
+
+def test_reads_waiting_for_a_stopped_osd_leave_the_mount_answering(
+        dev_cluster: DevCluster, client_env: ClientEnv, mount_root: Path,
+        cephmount_mount: Path) -> None:
+    """Strict mode's reads are answered in C on the threads that read the kernel's
+    requests; while they wait for an OSD, a stat and a listing still get answers."""
+    with scratch_dir(cephmount_mount, "osdstop") as directory:
+        data = {f"f{i}": os.urandom(4096) for i in range(READS_WAITING)}
+        for name, content in data.items():
+            (directory / name).write_bytes(content)
+        with cephmount_at(client_env, mount_root / "osdstop", "coherence=strict") as strict:
+            here = strict / directory.name
+            files = {name: open(here / name, "rb") for name in data}  # noqa: SIM115
+            read: dict[str, bytes] = {}
+            readers = [threading.Thread(target=lambda n=name: read.update({n: files[n].read()}))
+                       for name in data]
+            answered = threading.Event()
+            with dev_cluster.paused("osd.0"):
+                for reader in readers:
+                    reader.start()
+                time.sleep(2.0)
+                waiting = len(data) - len(read)
+                asker = threading.Thread(
+                    target=lambda: (os.stat(here), os.listdir(here), answered.set()), daemon=True)
+                asker.start()
+                answered_while_paused = answered.wait(15.0)
+            for reader in readers:
+                reader.join(timeout=120)
+            for f in files.values():
+                f.close()
+            asker.join(timeout=60)
+        assert waiting == len(data)  # every read waited for the OSD
+        assert answered_while_paused
+        assert read == data
+
+
 def mount_pid(mountpoint: Path) -> int:
     (record,) = [r for r in fs_mount.list_mounts() if r.mountpoint == str(mountpoint)]
     return record.pid
