@@ -45,6 +45,11 @@ FS_TYPE = "fuse.cephmount"
 # reads; ours serves reads, so libcephfs's is kept small, bounding the process's memory.
 LIBCEPHFS_OBJECT_CACHE = 64 << 20
 LIBCEPHFS_MAX_DIRTY = 48 << 20
+# libcephfs keeps the log entries of these subsystems up to level 5 in memory, for a
+# crash's dump, even where it writes none to its log: an entry formatted and its log
+# thread woken for every request (docs/performance.md, "The client's memory log").
+# They are turned off where the conf does not write that subsystem's log to its file.
+QUIET_LOGS = ("debug_client", "debug_objectcacher", "debug_objecter")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 READAHEAD_KIB = 1024  # the largest FUSE request libfuse 3.14 negotiates (256 pages)
 
@@ -108,6 +113,13 @@ def _default_conf() -> str:
     return os.environ.get("CEPH_CONF", "/etc/ceph/ceph.conf")
 
 
+def _quiet_memory_logs(client: CephClient) -> None:
+    """`QUIET_LOGS` off, except those the conf logs to its file ("N/M" with N above 0)."""
+    for option in QUIET_LOGS:
+        if client.conf_get(option).partition("/")[0] == "0":
+            client.conf_set(option, "0/0")
+
+
 def connect(source: Source, options: MountOptions, mountpoint: str, *,
             uuid: str | None = None, key: str | None = None,
             admin_socket: str | None = None) -> CephClient:
@@ -131,6 +143,7 @@ def connect(source: Source, options: MountOptions, mountpoint: str, *,
     except CephError as exc:
         raise MountError(f"cannot set up client.{source.client_id}: {exc}") from None
     try:
+        _quiet_memory_logs(client)
         client.mount(root, timeout_s=options.timeout, uuid=uuid)
     except CephError as exc:
         client.close()
