@@ -142,9 +142,7 @@ class DevCluster:
     @contextlib.contextmanager
     def paused(self, name: str) -> Iterator[None]:
         """Stop one daemon (SIGSTOP) for the block, as a hung host would; then let it go on."""
-        pid = self._owned_pid(name)
-        if pid is None:
-            raise DevClusterError(f"{name} is not running in {self.dir}")
+        pid = self._running_pid(name)
         _signal(pid, signal.SIGSTOP)
         try:
             yield
@@ -157,9 +155,7 @@ class DevCluster:
         Returns once the cluster is ready again: HEALTH_OK, every PG active+clean and
         the MDS active, so whoever comes next finds the cluster as it was.
         """
-        pid = self._owned_pid(name)
-        if pid is None:
-            raise DevClusterError(f"{name} is not running in {self.dir}")
+        pid = self._running_pid(name)
         deadline = time.monotonic() + timeout
         with self._admin(timeout=15) as admin:
             before = _incarnation(admin, name)
@@ -369,6 +365,12 @@ log_file = {d}/log/$name.$pid.log
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
         self._pid_file(name).write_text(f"{process.pid}\n")
+
+    def _running_pid(self, name: str) -> int:
+        pid = self._owned_pid(name)
+        if pid is None:
+            raise DevClusterError(f"{name} is not running in {self.dir}")
+        return pid
 
     def _owned_pid(self, name: str) -> int | None:
         try:
