@@ -74,6 +74,9 @@ ATTR_CACHE_ENTRIES = 65536
 # Read on the mount's root (`getfattr -n cephmount.stats MOUNT`): the cache counters and,
 # under "op_stats", the per-request counters and request sizes, as JSON.
 STATS_XATTR = b"cephmount.stats"
+# getfattr asks for the stats' size, then for the stats in a buffer of about that size:
+# the second ask of a caller within this long gets what the first was answered.
+STATS_KEPT_S = 1.0
 # Namespaces anyone may read (the kernel checks no permission): one cached answer
 # serves every caller. `ls -l` asks for ACLs and security labels of every entry.
 SHARED_XATTR_PREFIXES = (b"security.", b"system.")
@@ -228,6 +231,7 @@ class CephOperations(pyfuse3.Operations):
         self.session_losses = 0
         self._detached = False
         self.op_stats = OpStats()
+        self._stats_kept: tuple[int, float, bytes] | None = None  # (pid, when, answer)
         self.invalidator = Invalidator(self.blocks, (self._attrs, self._xattrs), self._names,
                                        self._inodes.to_fuse)
 
@@ -1120,10 +1124,26 @@ class CephOperations(pyfuse3.Operations):
 
     # -- extended attributes -----------------------------------------------------------
 
+    def _stats_answer(self, pid: int) -> bytes:
+        """The stats as JSON; a caller's second ask soon after its first gets the same.
+
+        Every ask is a request the stats count, and a busy mount's move on between
+        getfattr's ask for the size and its ask for the value: a longer value than the
+        buffer it sized failed it with ERANGE.
+        """
+        now = time.monotonic()
+        kept = self._stats_kept
+        self._stats_kept = None
+        if kept is not None and kept[0] == pid and now - kept[1] < STATS_KEPT_S:
+            return kept[2]
+        answer = json.dumps({**self.stats(), "op_stats": self.request_stats()}).encode()
+        self._stats_kept = (pid, now, answer)
+        return answer
+
     @ceph_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if name == STATS_XATTR and inode == pyfuse3.ROOT_INODE:
-            return json.dumps({**self.stats(), "op_stats": self.request_stats()}).encode()
+            return self._stats_answer(ctx.pid)
         if not name.startswith(SHARED_XATTR_PREFIXES):
             return await self._ceph.getxattr(await self._handle(inode), name, self._cred(ctx))
         known = self._xattrs.get(inode)
