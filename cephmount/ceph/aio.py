@@ -11,12 +11,13 @@ libcephfs holds briefly.
 How a call's result comes back: trio's own hand-off (`trio.to_thread`) goes through
 its wakeup socket and scheduler, which costs about as much as a buffered write itself
 (docs/performance.md). So while no other call of the client is in flight, the trio
-thread waits for the worker directly, on a lock, for at most QUICK_WAIT_S: a call
-done by then (one answered from libcephfs's caches) costs a thread wake-up each way
-and nothing more. A call still running then, and every call while others are in
+thread waits for the worker directly (polling an eventfd the worker rings) for at
+most QUICK_WAIT_S: a call done by then costs a thread wake-up each way and nothing
+more. The wait also ends as soon as requests wait for the trio thread (`waiting`, an
+fd readable while they do: pyfuse3's queue of requests for Python), so they are
+never held up by it. A call still running then, and every call while others are in
 flight, is waited for in trio. The trio thread therefore blocks for at most
-QUICK_WAIT_S a call, and only when it had nothing else to wait for but new requests
-(which then wait as long).
+QUICK_WAIT_S a call, and only while it has nothing else to do but run its timers.
 
 Calls are not cancellable once started: abandoning one could leak the
 reference or handle it returns, and the thread would go on anyway. Nothing here
@@ -33,7 +34,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import select
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
@@ -48,7 +52,7 @@ from cephmount.ceph.structs import FileHandle
 P = ParamSpec("P")
 R = TypeVar("R")
 
-QUICK_WAIT_S = 0.0003
+QUICK_WAIT_S = 0.002
 
 
 async def until_granted(attempt: Callable[[], Awaitable[R | None]]) -> R:
@@ -75,26 +79,33 @@ def _in_thread(
 class _Result:
     """A call's outcome, handed from its worker thread to the task awaiting it."""
 
-    __slots__ = ("_done", "_guard", "_outcome", "_wake")
+    __slots__ = ("_bell", "_done", "_guard", "_outcome", "_wake")
 
-    def __init__(self) -> None:
+    def __init__(self, bell: _Doorbell | None = None) -> None:
         self._done = threading.Lock()
         self._done.acquire()  # released once the outcome is in
         self._guard = threading.Lock()
         self._outcome: outcome.Outcome[Any] | None = None
         self._wake: Callable[[outcome.Outcome[Any]], None] | None = None
+        self._bell = bell  # rung once the outcome is in, for a quick wait
 
     def deliver(self, result: outcome.Outcome[Any]) -> None:
         """In the worker thread: keep the outcome, or send it to the task in trio."""
         with self._guard:
             self._outcome, wake = result, self._wake
         self._done.release()
+        if self._bell is not None:
+            self._bell.ring()
         if wake is not None:
             wake(result)
 
-    def quick(self, wait_s: float) -> outcome.Outcome[Any] | None:
-        """The outcome if it is in within `wait_s` (blocking this thread), else None."""
-        return self._outcome if self._done.acquire(timeout=wait_s) else None
+    def quick(self, wait_s: float, waiter: _QuickWaiter | None = None
+              ) -> outcome.Outcome[Any] | None:
+        """The outcome if it is in within `wait_s` (blocking this thread), else None;
+        with a `waiter`, None too as soon as requests wait for this thread."""
+        if waiter is None:
+            return self._outcome if self._done.acquire(timeout=wait_s) else None
+        return self._outcome if waiter.wait(self._done, wait_s) else None
 
     async def wait(self) -> Any:
         """The call's value (or its exception), waited for in trio."""
@@ -104,6 +115,57 @@ class _Result:
                 return self._outcome.unwrap()
             self._wake = functools.partial(_reschedule_from_thread, token, task)
         return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+
+
+class _Doorbell:
+    """An eventfd a worker thread rings when the call the trio thread waits for ends."""
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+    def ring(self) -> None:
+        os.eventfd_write(self.fd, 1)
+
+    def clear(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self.fd)
+
+    def __del__(self) -> None:  # once no result that may ring it is left
+        os.close(self.fd)
+
+
+class _QuickWaiter:
+    """Blocks the trio thread until a call ends, time is up, or requests wait."""
+
+    def __init__(self, waiting: Callable[[], int]) -> None:
+        self.bell = _Doorbell()
+        self._waiting = waiting
+        self._poller = select.poll()
+        self._poller.register(self.bell.fd, select.POLLIN)
+        self._watched = -1
+
+    def wait(self, done: threading.Lock, wait_s: float) -> bool:
+        """Whether `done` was taken (the call ended) before the time or a request came."""
+        self._watch(self._waiting())
+        deadline = time.monotonic() + wait_s
+        while not done.acquire(blocking=False):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            for fd, _ in self._poller.poll(left * 1000):
+                if fd == self.bell.fd:
+                    self.bell.clear()  # rung by this call, or late by one given up on
+                else:  # requests wait: unless it just ended, the call is waited for in trio
+                    return done.acquire(blocking=False)
+        return True
+
+    def _watch(self, fd: int) -> None:
+        if fd != self._watched:
+            if self._watched >= 0:
+                self._poller.unregister(self._watched)
+            if fd >= 0:
+                self._poller.register(fd, select.POLLIN)
+            self._watched = fd
 
 
 def _reschedule_from_thread(token: trio.lowlevel.TrioToken, task: trio.lowlevel.Task,
@@ -133,13 +195,17 @@ class AsyncCephClient:
     """A CephClient whose blocking methods are awaited from trio.
 
     Same signatures and reference rules as CephClient. `readdir` is offered
-    as `readdir_batch` only (one thread hop per batch, not per entry).
+    as `readdir_batch` only (one thread hop per batch, not per entry). `waiting`
+    gives an fd readable while other work waits for the trio thread, or -1 (see
+    the module's doc).
     """
 
-    def __init__(self, client: CephClient, max_threads: int = 16) -> None:
+    def __init__(self, client: CephClient, max_threads: int = 16,
+                 waiting: Callable[[], int] = lambda: -1) -> None:
         self.sync = client
         self.limiter = trio.CapacityLimiter(max_threads)
         self.quick_calls = 0  # calls whose result the trio thread waited for directly
+        self._quick = _QuickWaiter(waiting)
 
     async def run(self, call: Callable[[], R]) -> R:
         """`call` in a worker thread, once the limiter lets it (see the module's doc)."""
@@ -149,10 +215,10 @@ class AsyncCephClient:
         except trio.WouldBlock:
             await self.limiter.acquire()
         try:
-            result = _Result()
-            trio.lowlevel.start_thread_soon(call, result.deliver)
             alone = self.limiter.borrowed_tokens == 1
-            got = result.quick(QUICK_WAIT_S) if alone else None
+            result = _Result(self._quick.bell if alone else None)
+            trio.lowlevel.start_thread_soon(call, result.deliver)
+            got = result.quick(QUICK_WAIT_S, self._quick) if alone else None
             if got is None:
                 return await result.wait()  # type: ignore[no-any-return]
             self.quick_calls += 1

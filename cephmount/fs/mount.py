@@ -280,8 +280,9 @@ def _session_keeper(source: Source, options: MountOptions, path: str) -> Session
 
     def build(client: CephClient) -> CephOperations:
         return CephOperations(
-            AsyncCephClient(client), client.root(), coherence=options.coherence,
-            cache_bytes=options.cache_bytes, read_only=options.read_only, handles=handles,
+            AsyncCephClient(client, waiting=pyfuse3.requests_waiting_fd), client.root(),
+            coherence=options.coherence, cache_bytes=options.cache_bytes,
+            read_only=options.read_only, handles=handles,
             on_session_lost=session_lost)
 
     client = reconnect()

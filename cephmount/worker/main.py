@@ -100,8 +100,9 @@ def _serve(start: WorkerStart, client: CephClient, takeover: KernelTakeover,
     directory = Path(start.directory)
     _, options = _source(start)
     operations = CephOperations(
-        AsyncCephClient(client), client.root(), coherence=options.coherence,
-        cache_bytes=options.cache_bytes, handles=handles, on_init=takeover.switch,
+        AsyncCephClient(client, waiting=pyfuse3.requests_waiting_fd), client.root(),
+        coherence=options.coherence, cache_bytes=options.cache_bytes, handles=handles,
+        on_init=takeover.switch,
         on_session_lost=_hand_over_lost_session)
     control = Control(directory / CONTROL_SOCKET, operations, takeover,
                       {"mount_id": start.mount_id, "source": start.volume.describe(),

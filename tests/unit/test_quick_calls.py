@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import cast
@@ -124,3 +125,33 @@ async def test_no_more_calls_run_at_once_than_the_limiter_allows() -> None:
         for _ in range(5):
             nursery.start_soon(client.run, call)
     assert most == 2
+
+
+async def test_a_quick_wait_ends_when_requests_come(roomy_wait: None) -> None:
+    """The trio thread stops waiting for a call once requests wait for it (the fd
+    pyfuse3's readers make readable), and takes them while the call goes on."""
+    waiting = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    try:
+        client = AsyncCephClient(cast(CephClient, None), waiting=lambda: waiting)
+        threading.Timer(0.05, os.eventfd_write, (waiting, 1)).start()
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await trio.sleep(0.01)
+                ticks += 1
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tick)
+            await trio.sleep(0)
+            assert await client.run(lambda: _slowly(7)) == 7
+            nursery.cancel_scope.cancel()
+        assert ticks >= 5, ticks  # blocked for the whole call if the request went unseen
+        assert client.quick_calls == 0
+
+        os.eventfd_read(waiting)  # no request waits: the next call is quick again,
+        assert await client.run(lambda: 8) == 8  # though the last one rang the bell late
+        assert client.quick_calls == 1
+    finally:
+        os.close(waiting)
