@@ -10,14 +10,14 @@ libcephfs holds briefly.
 
 How a call's result comes back: trio's own hand-off (`trio.to_thread`) goes through
 its wakeup socket and scheduler, which costs about as much as a buffered write itself
-(docs/performance.md). So while no other call of the client is in flight, the trio
-thread waits for the worker directly (polling an eventfd the worker rings) for at
-most QUICK_WAIT_S: a call done by then costs a thread wake-up each way and nothing
-more. The wait also ends as soon as requests wait for the trio thread (`waiting`, an
-fd readable while they do: pyfuse3's queue of requests for Python), so they are
-never held up by it. A call still running then, and every call while others are in
-flight, is waited for in trio. The trio thread therefore blocks for at most
-QUICK_WAIT_S a call, and only while it has nothing else to do but run its timers.
+(docs/performance.md). So while no other call of the client is in flight and nothing
+else in trio is ready to run, the trio thread waits for the worker directly (polling
+an eventfd the worker rings) for about QUICK_WAIT_S at most, and no longer than trio's
+next deadline: a call done by then costs a thread wake-up each way and nothing more.
+The wait also ends as soon as requests wait for the trio thread (`waiting`, an fd
+readable while they do: pyfuse3's queue of requests for Python), so a request that
+comes meanwhile is not held up by it. A call still running then, and every other
+call, is waited for in trio.
 
 Calls are not cancellable once started: abandoning one could leak the
 reference or handle it returns, and the thread would go on anyway. Nothing here
@@ -94,10 +94,12 @@ class _Result:
         with self._guard:
             self._outcome, wake = result, self._wake
         self._done.release()
-        if self._bell is not None:
-            self._bell.ring()
-        if wake is not None:
-            wake(result)
+        try:
+            if self._bell is not None:
+                self._bell.ring()
+        finally:  # the task waiting in trio cannot be cancelled: it must be woken
+            if wake is not None:
+                wake(result)
 
     def quick(self, wait_s: float, waiter: _QuickWaiter | None = None
               ) -> outcome.Outcome[Any] | None:
@@ -215,16 +217,29 @@ class AsyncCephClient:
         except trio.WouldBlock:
             await self.limiter.acquire()
         try:
-            alone = self.limiter.borrowed_tokens == 1
-            result = _Result(self._quick.bell if alone else None)
+            wait_s = await self._quick_wait_s()
+            result = _Result(self._quick.bell if wait_s else None)
             trio.lowlevel.start_thread_soon(call, result.deliver)
-            got = result.quick(QUICK_WAIT_S, self._quick) if alone else None
+            got = result.quick(wait_s, self._quick) if wait_s else None
             if got is None:
                 return await result.wait()  # type: ignore[no-any-return]
             self.quick_calls += 1
             return got.unwrap()  # type: ignore[no-any-return]
         finally:
             self.limiter.release()
+
+    async def _quick_wait_s(self) -> float:
+        """How long the trio thread may block for the call about to start: 0 unless it
+        is the only call in flight and nothing else in trio is ready to run (what is,
+        a session loop going back to wait for requests, say, runs first)."""
+        for _ in range(2):
+            if self.limiter.borrowed_tokens != 1:
+                return 0.0
+            stats = trio.lowlevel.current_statistics()
+            if not (stats.tasks_runnable or stats.run_sync_soon_queue_size):
+                return max(0.0, min(QUICK_WAIT_S, stats.seconds_to_next_deadline))
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return 0.0
 
     async def __aenter__(self) -> Self:
         return self

@@ -137,15 +137,38 @@ async def test_a_quick_wait_ends_when_requests_come(roomy_wait: None) -> None:
     """The trio thread stops waiting for a call once requests wait for it (the fd
     pyfuse3's readers make readable), and takes them while the call goes on."""
     waiting = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    request = threading.Timer(0.05, os.eventfd_write, (waiting, 1))
     try:
         client = AsyncCephClient(cast(CephClient, None), waiting=lambda: waiting)
-        threading.Timer(0.05, os.eventfd_write, (waiting, 1)).start()
+        request.start()
         ticks = await _ticks_during_a_slow_call(client)
-        assert ticks >= 5, ticks  # blocked for the whole call if the request went unseen
+        # 0.3 s of call, 0.25 s of it after the request came: blocked for all of it
+        # (no tick at all) if the request went unseen
+        assert ticks >= 10, ticks
         assert client.quick_calls == 0
 
         os.eventfd_read(waiting)  # no request waits: the next call is quick again,
         assert await client.run(lambda: 8) == 8  # though the last one rang the bell late
         assert client.quick_calls == 1
     finally:
+        request.join()
         os.close(waiting)
+
+
+async def test_a_task_ready_to_run_runs_before_the_trio_thread_waits(
+        roomy_wait: None) -> None:
+    """A task another made runnable is not held up by the wait for a call."""
+    client = _client()
+    woken, ran_at = trio.Event(), []
+
+    async def sleeper() -> None:
+        await woken.wait()
+        ran_at.append(time.monotonic())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sleeper)
+        await trio.testing.wait_all_tasks_blocked()
+        woken.set()
+        started = time.monotonic()
+        assert await client.run(lambda: _slowly(9)) == 9
+    assert ran_at[0] - started < SLOW_S / 2
