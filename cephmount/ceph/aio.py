@@ -101,12 +101,9 @@ class _Result:
             if wake is not None:
                 wake(result)
 
-    def quick(self, wait_s: float, waiter: _QuickWaiter | None = None
-              ) -> outcome.Outcome[Any] | None:
+    def quick(self, wait_s: float, waiter: _QuickWaiter) -> outcome.Outcome[Any] | None:
         """The outcome if it is in within `wait_s` (blocking this thread), else None;
-        with a `waiter`, None too as soon as requests wait for this thread."""
-        if waiter is None:
-            return self._outcome if self._done.acquire(timeout=wait_s) else None
+        None too as soon as requests wait for this thread (`waiter`)."""
         return self._outcome if waiter.wait(self._done, wait_s) else None
 
     async def wait(self) -> Any:

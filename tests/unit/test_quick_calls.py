@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from cephmount.ceph import aio
-from cephmount.ceph.aio import QUICK_WAIT_S, AsyncCephClient, _Result
+from cephmount.ceph.aio import QUICK_WAIT_S, AsyncCephClient, _QuickWaiter, _Result
 from cephmount.ceph.client import CephClient
 
 SLOW_S = 0.3
@@ -57,13 +57,14 @@ async def test_a_calls_error_comes_back_however_it_is_waited_for(
 
 async def test_a_result_is_taken_whichever_thread_comes_first() -> None:
     """The worker may deliver before trio starts waiting in trio, or after."""
+    waiter = _QuickWaiter(lambda: -1)
     early = _Result()
-    assert early.quick(0) is None
+    assert early.quick(0, waiter) is None
     early.deliver(outcome.Value(1))
     assert await early.wait() == 1
     late = _Result()
     threading.Timer(0.05, late.deliver, (outcome.Value(2),)).start()
-    assert late.quick(0) is None
+    assert late.quick(0, waiter) is None
     assert await late.wait() == 2
 
 
