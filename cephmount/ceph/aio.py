@@ -4,20 +4,15 @@ libcephfs calls block (on the MDS, the OSDs, client locks) but release the
 GIL, so worker threads run them in parallel. A CapacityLimiter bounds how many
 run at once. The few calls that only touch the client's memory (giving back
 references, reading a file's layout or cached attributes) run inline instead:
-a thread hop costs more than they do (0.2-0.3 ms against 20 µs, measured),
-and they never wait for the network, only for the client lock, which
-libcephfs holds briefly.
+a thread hop costs more than they do (docs/performance.md), and they never
+wait for the network, only for the client lock, which libcephfs holds briefly.
 
-How a call's result comes back: trio's own hand-off (`trio.to_thread`) goes through
-its wakeup socket and scheduler, which costs about as much as a buffered write itself
-(docs/performance.md). So while no other call of the client is in flight and nothing
-else in trio is ready to run, the trio thread waits for the worker directly (polling
-an eventfd the worker rings) for about QUICK_WAIT_S at most, and no longer than trio's
-next deadline: a call done by then costs a thread wake-up each way and nothing more.
-The wait also ends as soon as requests wait for the trio thread (`waiting`, an fd
-readable while they do: pyfuse3's queue of requests for Python), so a request that
-comes meanwhile is not held up by it. A call still running then, and every other
-call, is waited for in trio.
+How a call's result comes back: trio's own hand-off (`trio.to_thread`) queues a
+callback through its wakeup socket, and a task of trio's runs it to wake the caller: two
+passes of the scheduler. Here each call in flight has an eventfd of its own (a
+"doorbell", kept for the next call once it is done) that its worker rings, and the
+caller waits for it to be readable in trio's own I/O wait: one pass, and the trio
+thread never blocks, so whatever else is ready runs meanwhile (docs/performance.md).
 
 Calls are not cancellable once started: abandoning one could leak the
 reference or handle it returns, and the thread would go on anyway. Nothing here
@@ -35,9 +30,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import select
-import threading
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
@@ -51,9 +43,6 @@ from cephmount.ceph.structs import FileHandle
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-QUICK_WAIT_S = 0.002
-
 
 async def until_granted(attempt: Callable[[], Awaitable[R | None]]) -> R:
     """Repeat `attempt` (a try for a lock held elsewhere) until it gives a result."""
@@ -76,48 +65,8 @@ def _in_thread(
     return _named_after(method, call)
 
 
-class _Result:
-    """A call's outcome, handed from its worker thread to the task awaiting it."""
-
-    __slots__ = ("_bell", "_done", "_guard", "_outcome", "_wake")
-
-    def __init__(self, bell: _Doorbell | None = None) -> None:
-        self._done = threading.Lock()
-        self._done.acquire()  # released once the outcome is in
-        self._guard = threading.Lock()
-        self._outcome: outcome.Outcome[Any] | None = None
-        self._wake: Callable[[outcome.Outcome[Any]], None] | None = None
-        self._bell = bell  # rung once the outcome is in, for a quick wait
-
-    def deliver(self, result: outcome.Outcome[Any]) -> None:
-        """In the worker thread: keep the outcome, or send it to the task in trio."""
-        with self._guard:
-            self._outcome, wake = result, self._wake
-        self._done.release()
-        try:
-            if self._bell is not None:
-                self._bell.ring()
-        finally:  # the task waiting in trio cannot be cancelled: it must be woken
-            if wake is not None:
-                wake(result)
-
-    def quick(self, wait_s: float, waiter: _QuickWaiter) -> outcome.Outcome[Any] | None:
-        """The outcome if it is in within `wait_s` (blocking this thread), else None;
-        None too as soon as requests wait for this thread (`waiter`)."""
-        return self._outcome if waiter.wait(self._done, wait_s) else None
-
-    async def wait(self) -> Any:
-        """The call's value (or its exception), waited for in trio."""
-        task, token = trio.lowlevel.current_task(), trio.lowlevel.current_trio_token()
-        with self._guard:
-            if self._outcome is not None:
-                return self._outcome.unwrap()
-            self._wake = functools.partial(_reschedule_from_thread, token, task)
-        return await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
-
-
 class _Doorbell:
-    """An eventfd a worker thread rings when the call the trio thread waits for ends."""
+    """An eventfd a worker thread rings when the call it ran has its outcome in."""
 
     def __init__(self) -> None:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -129,48 +78,35 @@ class _Doorbell:
         with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self.fd)
 
-    def __del__(self) -> None:  # once no result that may ring it is left
+    def __del__(self) -> None:  # once no call that may ring it is left
         os.close(self.fd)
 
 
-class _QuickWaiter:
-    """Blocks the trio thread until a call ends, time is up, or requests wait."""
+class _Result:
+    """A call's outcome, handed from its worker thread to the task awaiting it."""
 
-    def __init__(self, waiting: Callable[[], int]) -> None:
-        self.bell = _Doorbell()
-        self._waiting = waiting
-        self._poller = select.poll()
-        self._poller.register(self.bell.fd, select.POLLIN)
-        self._watched = -1
+    __slots__ = ("_bell", "_outcome")
 
-    def wait(self, done: threading.Lock, wait_s: float) -> bool:
-        """Whether `done` was taken (the call ended) before the time or a request came."""
-        self._watch(self._waiting())
-        deadline = time.monotonic() + wait_s
-        while not done.acquire(blocking=False):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            for fd, _ in self._poller.poll(left * 1000):
-                if fd == self.bell.fd:
-                    self.bell.clear()  # rung by this call, or late by one given up on
-                else:  # requests wait: unless it just ended, the call is waited for in trio
-                    return done.acquire(blocking=False)
-        return True
+    def __init__(self, bell: _Doorbell) -> None:
+        self._outcome: outcome.Outcome[Any] | None = None
+        self._bell = bell
 
-    def _watch(self, fd: int) -> None:
-        if fd != self._watched:
-            if self._watched >= 0:
-                self._poller.unregister(self._watched)
-            if fd >= 0:
-                self._poller.register(fd, select.POLLIN)
-            self._watched = fd
+    def deliver(self, result: outcome.Outcome[Any]) -> None:
+        """In the worker thread: keep the outcome, then wake the task waiting for it."""
+        self._outcome = result
+        self._bell.ring()
 
+    async def wait(self) -> Any:
+        """The call's value (or its exception), waited for in trio.
 
-def _reschedule_from_thread(token: trio.lowlevel.TrioToken, task: trio.lowlevel.Task,
-                            result: outcome.Outcome[Any]) -> None:
-    with contextlib.suppress(trio.RunFinishedError):  # the run, and the task, are gone
-        token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+        Not cancellable: a started call is not abandoned. The bell may hold a ring
+        from the call before it (whose outcome was seen before its ring came): the
+        outcome, set before every ring, is what ends the wait."""
+        with trio.CancelScope(shield=True):
+            while (result := self._outcome) is None:
+                await trio.lowlevel.wait_readable(self._bell.fd)
+                self._bell.clear()
+            return result.unwrap()
 
 
 def _inline(
@@ -194,17 +130,13 @@ class AsyncCephClient:
     """A CephClient whose blocking methods are awaited from trio.
 
     Same signatures and reference rules as CephClient. `readdir` is offered
-    as `readdir_batch` only (one thread hop per batch, not per entry). `waiting`
-    gives an fd readable while other work waits for the trio thread, or -1 (see
-    the module's doc).
+    as `readdir_batch` only (one thread hop per batch, not per entry).
     """
 
-    def __init__(self, client: CephClient, max_threads: int = 16,
-                 waiting: Callable[[], int] = lambda: -1) -> None:
+    def __init__(self, client: CephClient, max_threads: int = 16) -> None:
         self.sync = client
         self.limiter = trio.CapacityLimiter(max_threads)
-        self.quick_calls = 0  # calls whose result the trio thread waited for directly
-        self._quick = _QuickWaiter(waiting)
+        self._bells: list[_Doorbell] = []  # free ones: no more than calls ever in flight
 
     async def run(self, call: Callable[[], R]) -> R:
         """`call` in a worker thread, once the limiter lets it (see the module's doc)."""
@@ -213,30 +145,14 @@ class AsyncCephClient:
             self.limiter.acquire_nowait()
         except trio.WouldBlock:
             await self.limiter.acquire()
+        bell = self._bells.pop() if self._bells else _Doorbell()
         try:
-            wait_s = await self._quick_wait_s()
-            result = _Result(self._quick.bell if wait_s else None)
+            result = _Result(bell)
             trio.lowlevel.start_thread_soon(call, result.deliver)
-            got = result.quick(wait_s, self._quick) if wait_s else None
-            if got is None:
-                return await result.wait()  # type: ignore[no-any-return]
-            self.quick_calls += 1
-            return got.unwrap()  # type: ignore[no-any-return]
+            return await result.wait()  # type: ignore[no-any-return]
         finally:
+            self._bells.append(bell)
             self.limiter.release()
-
-    async def _quick_wait_s(self) -> float:
-        """How long the trio thread may block for the call about to start: 0 unless it
-        is the only call in flight and nothing else in trio is ready to run (what is,
-        a session loop going back to wait for requests, say, runs first)."""
-        for _ in range(2):
-            if self.limiter.borrowed_tokens != 1:
-                return 0.0
-            stats = trio.lowlevel.current_statistics()
-            if not (stats.tasks_runnable or stats.run_sync_soon_queue_size):
-                return max(0.0, min(QUICK_WAIT_S, stats.seconds_to_next_deadline))
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        return 0.0
 
     async def __aenter__(self) -> Self:
         return self

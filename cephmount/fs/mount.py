@@ -270,6 +270,17 @@ def exit_stopped() -> NoReturn:
     os._exit(0)
 
 
+def operations_on(client: CephClient, options: MountOptions, handles: HandleStore,
+                  on_init: Callable[[], None] | None = None,
+                  on_session_lost: Callable[[], NoReturn] | None = None) -> CephOperations:
+    """The filesystem over a connected client, set up as `options` say (the hooks:
+    CephOperations)."""
+    return CephOperations(AsyncCephClient(client), client.root(),
+                          coherence=options.coherence, cache_bytes=options.cache_bytes,
+                          read_only=options.read_only, handles=handles,
+                          on_init=on_init, on_session_lost=on_session_lost)
+
+
 def _session_keeper(source: Source, options: MountOptions, path: str) -> SessionKeeper:
     """The mount's filesystem, on a new Ceph session whenever the cluster ends the last."""
     handles = HandleStore()
@@ -279,11 +290,7 @@ def _session_keeper(source: Source, options: MountOptions, path: str) -> Session
                        admin_socket=str(_record_path(path, ".asok")))
 
     def build(client: CephClient) -> CephOperations:
-        return CephOperations(
-            AsyncCephClient(client, waiting=pyfuse3.requests_waiting_fd), client.root(),
-            coherence=options.coherence, cache_bytes=options.cache_bytes,
-            read_only=options.read_only, handles=handles,
-            on_session_lost=session_lost)
+        return operations_on(client, options, handles, on_session_lost=session_lost)
 
     client = reconnect()
     try:

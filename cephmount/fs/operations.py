@@ -290,7 +290,6 @@ class CephOperations(pyfuse3.Operations):
                         listing_records=len(self._listings),
                         memory_releases=self._heap.releases,
                         names_read_ahead=self._ahead.used,
-                        quick_calls=self._ceph.quick_calls,
                         native_handles=self._native.handles)
         for op, answered in self._native.stats().items():
             counters[f"native_{op}s"] = answered["count"]

@@ -21,12 +21,10 @@ from typing import NoReturn
 import pyfuse3
 import trio
 
-from cephmount.ceph.aio import AsyncCephClient
 from cephmount.ceph.client import CephClient
 from cephmount.ceph.errors import CephError
 from cephmount.fs import mount as fs_mount
 from cephmount.fs.handles import HandleStore
-from cephmount.fs.operations import CephOperations
 from cephmount.fs.options import Coherence, MountOptions, Source
 from cephmount.host import memory
 from cephmount.worker.config import (
@@ -99,11 +97,8 @@ def _serve(start: WorkerStart, client: CephClient, takeover: KernelTakeover,
            bootstrap: socket.socket, handles: HandleStore) -> None:
     directory = Path(start.directory)
     _, options = _source(start)
-    operations = CephOperations(
-        AsyncCephClient(client, waiting=pyfuse3.requests_waiting_fd), client.root(),
-        coherence=options.coherence, cache_bytes=options.cache_bytes, handles=handles,
-        on_init=takeover.switch,
-        on_session_lost=_hand_over_lost_session)
+    operations = fs_mount.operations_on(client, options, handles, on_init=takeover.switch,
+                                        on_session_lost=_hand_over_lost_session)
     control = Control(directory / CONTROL_SOCKET, operations, takeover,
                       {"mount_id": start.mount_id, "source": start.volume.describe(),
                        "coherence": start.volume.coherence})

@@ -20,7 +20,6 @@ class FakeCeph:
 
     def __init__(self) -> None:
         self.sync = self
-        self.quick_calls = 0
 
 
 def caller(pid: int) -> Any:
