@@ -69,6 +69,7 @@ class _Doorbell:
     """An eventfd a worker thread rings when the call it ran has its outcome in."""
 
     def __init__(self) -> None:
+        self.fd = -1  # if eventfd fails (EMFILE), there is nothing to close
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
 
     def ring(self) -> None:
@@ -79,7 +80,8 @@ class _Doorbell:
             os.eventfd_read(self.fd)
 
     def __del__(self) -> None:  # once no call that may ring it is left
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
 
 
 class _Result:
@@ -99,9 +101,11 @@ class _Result:
     async def wait(self) -> Any:
         """The call's value (or its exception), waited for in trio.
 
-        Not cancellable: a started call is not abandoned. The bell may hold a ring
-        from the call before it (whose outcome was seen before its ring came): the
-        outcome, set before every ring, is what ends the wait."""
+        Not cancellable: a started call is not abandoned. (A KeyboardInterrupt that
+        trio delivers to its main task can still end the wait, as it can any I/O
+        wait; the mounts handle SIGINT themselves, so trio delivers none there.) The
+        bell may hold a ring from the call before it (whose outcome was seen before
+        its ring came): the outcome, set before every ring, is what ends the wait."""
         with trio.CancelScope(shield=True):
             while (result := self._outcome) is None:
                 await trio.lowlevel.wait_readable(self._bell.fd)
@@ -145,13 +149,15 @@ class AsyncCephClient:
             self.limiter.acquire_nowait()
         except trio.WouldBlock:
             await self.limiter.acquire()
-        bell = self._bells.pop() if self._bells else _Doorbell()
         try:
-            result = _Result(bell)
-            trio.lowlevel.start_thread_soon(call, result.deliver)
-            return await result.wait()  # type: ignore[no-any-return]
+            bell = self._bells.pop() if self._bells else _Doorbell()
+            try:
+                result = _Result(bell)
+                trio.lowlevel.start_thread_soon(call, result.deliver)
+                return await result.wait()  # type: ignore[no-any-return]
+            finally:
+                self._bells.append(bell)
         finally:
-            self._bells.append(bell)
             self.limiter.release()
 
     async def __aenter__(self) -> Self:

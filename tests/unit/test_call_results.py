@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -154,3 +155,45 @@ async def test_calls_keep_no_more_fds_than_were_ever_in_flight() -> None:
         for _ in range(4):
             nursery.start_soon(calls)
     assert len(os.listdir("/proc/self/fd")) - before <= 4
+
+
+async def test_a_call_that_gets_no_bell_gives_its_token_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of file descriptors, a call fails, and later calls are not stalled by it."""
+    client = _client(max_threads=1)
+
+    def no_fds(*args: object) -> int:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "eventfd", no_fds)
+        for _ in range(2):
+            with pytest.raises(OSError):
+                await client.run(lambda: 1)
+    assert client.limiter.borrowed_tokens == 0
+    with trio.fail_after(5):
+        assert await client.run(lambda: 2) == 2
+
+
+async def test_a_ring_that_comes_while_the_bell_is_cleared_is_not_lost(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outcome is looked for after the bell is cleared, never before: a call that
+    ends between the two would otherwise leave the wait with no ring to come."""
+    bell = _Doorbell()
+    bell.ring()  # left by an earlier call
+    result = _Result(bell)
+    clear = _Doorbell.clear
+
+    def deliver_then_clear(self: _Doorbell) -> None:
+        result.deliver(outcome.Value(4))
+        clear(self)
+
+    monkeypatch.setattr(_Doorbell, "clear", deliver_then_clear)
+    rescue = threading.Timer(SLOW_S * 5, bell.ring)  # a wait that lost the ring ends
+    rescue.start()
+    started = time.monotonic()
+    try:
+        assert await result.wait() == 4
+    finally:
+        rescue.cancel()
+    assert time.monotonic() - started < SLOW_S
