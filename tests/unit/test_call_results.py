@@ -93,7 +93,7 @@ async def test_a_slow_call_leaves_trio_free_to_run_everything_else() -> None:
         await trio.sleep(0)
         assert await client.run(lambda: _slowly(7)) == 7
         nursery.cancel_scope.cancel()
-    assert ticks >= SLOW_S / 0.01 / 2, ticks  # none at all if the trio thread waited
+    assert ticks >= 5, ticks  # none at all if the trio thread waited for the call
 
 
 async def test_a_task_made_ready_runs_while_a_call_goes_on() -> None:
