@@ -168,6 +168,7 @@ class NativeFunctions(NamedTuple):
     write: int
     get_capabilities: int
     getattr: int
+    lookup: int
 
 
 def native_functions() -> NativeFunctions:
@@ -176,7 +177,7 @@ def native_functions() -> NativeFunctions:
     nffi = _native_io.ffi
     return NativeFunctions(*(int(nffi.cast("uintptr_t", nffi.addressof(_native_io.lib, name)))
                              for name in ("cm_read", "cm_write", "cm_get_capabilities",
-                                          "cm_getattr")))
+                                          "cm_getattr", "cm_lookup")))
 
 
 def _native_struct(ctype: str, pointers: Mapping[str, Any]) -> tuple[int, Any]:
@@ -645,6 +646,47 @@ class CephClient:
             "cmount": self._live(), "inode": fh.inode, "root": root})
         node.fuse_ino, node.ttl_ns = fuse_ino, int(ttl * 1e9)
         return address, (node, root)
+
+    def native_dir(self, inode: Inode, fuse_ino: int) -> tuple[int, Any]:
+        """As `native_file`, a `struct cm_dir` for the directory `inode`, known to the
+        kernel as `fuse_ino`, whose lookups are asked on pyfuse3's threads."""
+        address, directory = _native_struct("struct cm_dir *", {
+            "cmount": self._live(), "inode": inode.ptr})
+        directory.fuse_ino = fuse_ino
+        return address, directory
+
+    def take_lookup(self, parent: int, name: bytes) -> tuple[Inode, StatX] | None:
+        """The entry `name` in the directory the kernel knows as `parent`, if a
+        lookup handler (`native_dir`) found it: as `lookup` returns it, else None."""
+        import cephmount.ceph._native_io as _native_io
+
+        nffi, stx = _native_io.ffi, _statx()
+        out = nffi.new("void **")
+        if not _native_io.lib.cm_take_lookup(nffi.cast("void *", _address(self._live())),
+                                            parent, name, out,
+                                            nffi.cast("void *", _address(stx))):
+            return None
+        pointer = ffi.cast("struct Inode *", int(nffi.cast("uintptr_t", out[0])))
+        return self._inode(stx, pointer), self._stat(stx)
+
+    def waiting_lookups(self) -> int:
+        """How many entries lookup handlers found wait for their request to take them."""
+        import cephmount.ceph._native_io as _native_io
+
+        if self._cmount is None:
+            return 0
+        return int(_native_io.lib.cm_waiting_lookups(
+            _native_io.ffi.cast("void *", _address(self._cmount))))
+
+    def drop_lookups(self, put: bool) -> int:
+        """Free the entries lookup handlers found that nobody took (their references
+        put if `put`): how many. Only once no lookup handler of this client can run."""
+        import cephmount.ceph._native_io as _native_io
+
+        if self._cmount is None:
+            return 0
+        return int(_native_io.lib.cm_drop_lookups(
+            _native_io.ffi.cast("void *", _address(self._cmount)), put))
 
     def write(self, fh: FileHandle, offset: int, data: Any) -> int:
         """Write `data` (any bytes-like object) at `offset`; returns the count.

@@ -12,6 +12,16 @@ asks for the attributes: libcephfs's view, which includes this client's writes,
 checked against the MDS (where libcephfs's caps do not cover them) at most once a
 `cache_ttl`, as `CephOperations.getattr` does.
 
+A LOOKUP in a directory the kernel holds is asked of libcephfs by `cm_lookup` on
+the reading thread, with the caller's uid, gid and supplementary groups (read from
+/proc as `CephOperations` and ceph-fuse read them). An absent name is answered
+there (ENOENT). A name found goes to `CephOperations.lookup`, which counts the
+kernel's lookup in the inode table: the entry (its `Inode*`, with the reference
+`ll_lookup` took, and its attributes) waits for it in a list, which it takes with
+`cm_take_lookup`, keyed by client, directory and name, so that it asks libcephfs no
+second time. Entries nobody took are freed by `cm_drop_lookups` once no call of a
+lookup handler of that client can run.
+
 `scripts/install.sh` runs this (cffi's API mode, gcc, libcephfs-dev's headers);
 it writes the extension module next to this file.
 """
@@ -43,12 +53,28 @@ struct cm_inode {
 };
 ssize_t cm_get_capabilities(void *arg, char *buf, size_t size, long off);
 ssize_t cm_getattr(void *arg, char *buf, size_t size, long off);
+struct cm_dir {
+    void *cmount;
+    void *inode;
+    uint64_t fuse_ino;
+};
+ssize_t cm_lookup(void *arg, char *buf, size_t size, long off);
+int cm_take_lookup(void *cmount, uint64_t parent, const char *name, void **inode,
+                   void *stx);
+int cm_drop_lookups(void *cmount, int put);
+int cm_waiting_lookups(void *cmount);
 """
 
 SOURCE = r"""
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <linux/fuse.h>
 #include <sys/stat.h>
 #include <cephfs/libcephfs.h>
 
@@ -131,6 +157,163 @@ ssize_t cm_getattr(void *arg, char *buf, size_t size, long off)
     st->st_mtim = stx.stx_mtime;
     st->st_ctim = stx.stx_ctime;
     return 0;
+}
+
+/* A directory whose LOOKUPs are asked here first. */
+struct cm_dir {
+    void *cmount;
+    void *inode;            /* struct Inode *, with a reference of the kernel's */
+    uint64_t fuse_ino;
+};
+
+/* An entry found, waiting for CephOperations.lookup to count it. */
+struct cm_found {
+    struct cm_found *next;
+    void *cmount;
+    uint64_t parent;        /* the kernel's number of the directory */
+    struct Inode *inode;    /* with the reference ll_lookup took */
+    struct ceph_statx stx;
+    char name[];
+};
+
+#define CM_GROUPS_MAX 1024
+#define CM_STATUS_MAX 65536
+
+static pthread_mutex_t found_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct cm_found *found_list;
+
+/* The supplementary groups of `pid` from /proc/PID/status: their count, 0 if the
+   caller is gone (as in CephOperations), -E2BIG if more than `room` or unreadable. */
+static int caller_groups(uint32_t pid, gid_t *groups, int room)
+{
+    char path[32];
+    if (!pid)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%u/status", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char *status = malloc(CM_STATUS_MAX);
+    if (!status) {
+        close(fd);
+        return -ENOMEM;
+    }
+    ssize_t size = 0, got;
+    while (size < CM_STATUS_MAX - 1
+           && (got = read(fd, status + size, CM_STATUS_MAX - 1 - size)) > 0)
+        size += got;
+    close(fd);
+    status[size] = '\0';
+    int count = -E2BIG;
+    char *line = strstr(status, "\nGroups:");
+    if (line && strchr(line + 1, '\n')) {
+        char *next = line + sizeof("\nGroups:") - 1;
+        for (count = 0; ; count++) {
+            while (*next == ' ' || *next == '\t')
+                next++;
+            if (*next < '0' || *next > '9')
+                break;  /* the line's end */
+            if (count == room) {
+                count = -E2BIG;
+                break;
+            }
+            groups[count] = (gid_t)strtoul(next, &next, 10);
+        }
+    }
+    free(status);
+    return count;
+}
+
+ssize_t cm_lookup(void *arg, char *buf, size_t size, long off)
+{
+    struct cm_dir *dir = arg;
+    const struct fuse_in_header *in = (const void *)buf;
+    const char *name = (const char *)(in + 1);
+    gid_t groups[CM_GROUPS_MAX];
+    (void)size;
+    (void)off;
+    int count = caller_groups(in->pid, groups, CM_GROUPS_MAX);
+    if (count < 0)
+        return count;
+    UserPerm *perms = ceph_userperm_new(in->uid, in->gid, count, groups);
+    struct cm_found *found = malloc(sizeof(*found) + strlen(name) + 1);
+    if (!perms || !found) {
+        if (perms)
+            ceph_userperm_destroy(perms);
+        free(found);
+        return -ENOMEM;
+    }
+    int ret = ceph_ll_lookup(dir->cmount, dir->inode, name, &found->inode, &found->stx,
+                             CEPH_STATX_ALL_STATS, 0, perms);
+    ceph_userperm_destroy(perms);
+    if (ret < 0) {
+        free(found);
+        return ret;
+    }
+    found->cmount = dir->cmount;
+    found->parent = dir->fuse_ino;
+    strcpy(found->name, name);
+    pthread_mutex_lock(&found_lock);
+    found->next = found_list;
+    found_list = found;
+    pthread_mutex_unlock(&found_lock);
+    return 0;
+}
+
+/* The entry a native lookup found for `name` in `parent`: 1 with its Inode* (and
+   reference) and attributes (a struct ceph_statx) filled in, else 0. */
+int cm_take_lookup(void *cmount, uint64_t parent, const char *name, void **inode,
+                   void *stx)
+{
+    pthread_mutex_lock(&found_lock);
+    struct cm_found **link = &found_list;
+    while (*link && ((*link)->cmount != cmount || (*link)->parent != parent
+                     || strcmp((*link)->name, name) != 0))
+        link = &(*link)->next;
+    struct cm_found *found = *link;
+    if (found)
+        *link = found->next;
+    pthread_mutex_unlock(&found_lock);
+    if (!found)
+        return 0;
+    *inode = found->inode;
+    memcpy(stx, &found->stx, sizeof(found->stx));
+    free(found);
+    return 1;
+}
+
+/* How many entries of `cmount` wait to be taken. */
+int cm_waiting_lookups(void *cmount)
+{
+    int count = 0;
+    pthread_mutex_lock(&found_lock);
+    for (struct cm_found *found = found_list; found; found = found->next)
+        count += found->cmount == cmount;
+    pthread_mutex_unlock(&found_lock);
+    return count;
+}
+
+/* Free the entries of `cmount` nobody took, putting their references if `put`:
+   how many there were. Only once no lookup handler of `cmount` can run. */
+int cm_drop_lookups(void *cmount, int put)
+{
+    int count = 0;
+    pthread_mutex_lock(&found_lock);
+    struct cm_found **link = &found_list;
+    while (*link) {
+        struct cm_found *found = *link;
+        if (found->cmount != cmount) {
+            link = &found->next;
+            continue;
+        }
+        *link = found->next;
+        if (put)
+            ceph_ll_put(cmount, found->inode);
+        free(found);
+        count++;
+    }
+    pthread_mutex_unlock(&found_lock);
+    return count;
 }
 """
 

@@ -1,4 +1,5 @@
-"""Which open files have their READs and WRITEs answered in C, off the trio thread.
+"""Which open files have their READs and WRITEs, and which directories their LOOKUPs,
+answered in C, off the trio thread.
 
 pyfuse3 (patched, patches/pyfuse3) calls a file handle's native handlers on threads
 of its own, with no Python between the kernel's request and libcephfs
@@ -25,14 +26,22 @@ Python handlers do besides calling libcephfs decides which handles may have them
   in C too, by libcephfs: capabilities from its xattr caps (coherent across
   nodes), attributes from its own view (with this client's writes), checked
   against the MDS at most once a `cache_ttl` as `CephOperations.getattr` does.
+- Lookups: in every directory a lookup reached Python in (`serve_lookups`), until
+  the kernel forgets it. libcephfs is asked on the reading thread, as the caller;
+  an absent name is answered there (nothing of ours caches absence), and a name
+  found comes to `CephOperations.lookup` with libcephfs's answer (`take_lookup`),
+  which counts the kernel's lookup in the inode table as before.
 
 Invariants: a handler is unlinked (no request reaches it) before its file handle is
-released, and no call of it runs when the Ceph client it points into is closed
-(`clear_all`, or `close` then `drain` when a lost session is dropped); what a call
-uses (the `struct cm_file` or `cm_inode`, the root UserPerm) is kept here until no
-call of it can run. Clearing never waits on the trio thread for a call in flight,
-except where none can be (`clear_all`, once the main loop is over). A handler that
-cannot be set leaves its handle or inode on the Python path.
+released or its directory's reference put, and no call of it runs when the Ceph
+client it points into is closed (`clear_all`, also after `close` when a lost
+session is dropped); what a call uses (the `struct cm_file`, `cm_inode` or
+`cm_dir`, the root UserPerm) is kept here until no call of it can run. An entry a
+lookup handler found holds its reference until its request takes it, or
+`clear_all` frees it once no handler of the client can add one. Clearing never
+waits on the trio thread for a call in flight, except where none can be
+(`clear_all`, once the main loop is over). A handler that cannot be set leaves its
+handle or inode on the Python path.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ import trio
 
 from cephmount.ceph.client import CAPABILITY_XATTR, CephClient, native_functions
 from cephmount.ceph.errors import CephError
+from cephmount.ceph.structs import Inode, StatX
 from cephmount.fs.coherence import CoherencePolicy
 from cephmount.fs.opstats import LATENCY_BUCKETS
 from cephmount.fs.reads import OpenFile
@@ -73,6 +83,7 @@ class NativeHandlers:
         self._registered: dict[int, _Registered] = {}
         self._writers: Counter[int] = Counter()  # fuse inode -> handles writing natively
         self._inodes: dict[int, Any] = {}  # fuse inode -> owner of its struct cm_inode
+        self._dirs: dict[int, Any] = {}  # fuse inode -> owner of its struct cm_dir
         self._python_writes: Counter[int] = Counter()  # fh -> writes since open or fsync
         self._retired: list[Any] = []  # owners of cleared handlers a call may still use
         self._closed = False
@@ -132,33 +143,64 @@ class NativeHandlers:
         """The Ceph client is being dropped: no request reaches any handler of ours
         after this, and none is set again; `drain` waits for the calls in flight."""
         self._closed = True
-        fhs, inodes = list(self._registered), list(self._inodes)
+        fhs, inodes = list(self._registered), [*self._inodes, *self._dirs]
         self._retired.extend(r.owner for r in self._registered.values())
-        self._retired.extend(self._inodes.values())
+        self._retired.extend([*self._inodes.values(), *self._dirs.values()])
         self._registered.clear()
         self._inodes.clear()
+        self._dirs.clear()
         self._writers.clear()
         self._python_writes.clear()
         pyfuse3.clear_native_handlers(fhs, inodes, False)
 
-    @staticmethod
-    def drain() -> None:
-        """Return once no call of a cleared handler runs (blocks: any thread)."""
-        pyfuse3.drain_native_handlers()
-
-    def clear_all(self) -> None:
-        """`close`, and wait for the calls in flight: only where none can be."""
+    def clear_all(self, put_lookups: bool = False) -> None:
+        """`close`, and wait for the calls in flight (blocks: any thread, but only
+        where none can be on the trio thread). Then free the entries lookup handlers
+        found that no request took: their references are put if `put_lookups` (the
+        client stays mounted), else they go with the client being dropped."""
         self.close()
-        self.drain()
+        pyfuse3.drain_native_handlers()
+        self._client.drop_lookups(put=put_lookups)
 
     @property
     def handles(self) -> int:
         return len(self._registered)
 
+    @property
+    def lookup_dirs(self) -> int:
+        return len(self._dirs)
+
+    def waiting_lookups(self) -> int:
+        return self._client.waiting_lookups()
+
     @staticmethod
     def stats() -> Mapping[str, Mapping[str, Any]]:
         """What the native handlers answered, since the process started."""
         return pyfuse3.native_handler_stats()
+
+    def serve_lookups(self, fuse_ino: int, directory: Inode) -> None:
+        """Lookups in `directory` (known to the kernel as `fuse_ino`) are asked of
+        libcephfs on pyfuse3's threads from now on, until `forgotten`."""
+        if self._closed or fuse_ino in self._dirs:
+            return
+        try:
+            address, owner = self._client.native_dir(directory, fuse_ino)
+            pyfuse3.set_native_inode_handlers(fuse_ino, address, lookup=self._functions.lookup)
+        except (OSError, CephError) as exc:
+            log.warning("lookups in inode %d stay on the Python path: %s", fuse_ino, exc)
+            return
+        self._dirs[fuse_ino] = owner
+
+    def take_lookup(self, parent: int, name: bytes) -> tuple[Inode, StatX] | None:
+        """What a lookup handler found for `name` in `parent` (see CephClient.take_lookup)."""
+        return self._client.take_lookup(parent, name)
+
+    def forgotten(self, fuse_ino: int) -> None:
+        """The kernel forgot `fuse_ino`: before its reference is put."""
+        owner = self._dirs.pop(fuse_ino, None)
+        if owner is not None:
+            pyfuse3.clear_native_handlers((), (fuse_ino,), False)
+            self._retire(owner)
 
     def writing(self, fuse_ino: int) -> bool:
         """Whether a handle writes `fuse_ino` natively (our cached attributes miss it)."""

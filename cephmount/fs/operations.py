@@ -290,7 +290,9 @@ class CephOperations(pyfuse3.Operations):
                         listing_records=len(self._listings),
                         memory_releases=self._heap.releases,
                         names_read_ahead=self._ahead.used,
-                        native_handles=self._native.handles)
+                        native_handles=self._native.handles,
+                        native_lookup_dirs=self._native.lookup_dirs,
+                        native_lookups_waiting=self._native.waiting_lookups())
         for op, answered in self._native.stats().items():
             counters[f"native_{op}s"] = answered["count"]
             counters[f"native_{op}_fallbacks"] = answered["fallbacks"]
@@ -488,13 +490,19 @@ class CephOperations(pyfuse3.Operations):
     @ceph_errors
     async def lookup(self, parent_inode: int, name: bytes,
                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        cached = self._cached_entry(parent_inode, name)
-        if cached is not None:
-            return cached
+        """A name found by the directory's native lookup handler comes with the entry
+        (docs/performance.md, "Lookups on the reading thread"); an absent one never
+        comes here once the directory has the handler."""
+        found = self._native.take_lookup(parent_inode, name)
+        if found is None:
+            cached = self._cached_entry(parent_inode, name)
+            if cached is not None:
+                return cached
+            parent = await self._handle(parent_inode)
+            self._native.serve_lookups(parent_inode, parent)
+            found = await self._ceph.lookup(parent, name, self._cred(ctx))
         self._listings.looked_up(parent_inode)
-        handle, stx = await self._ceph.lookup(
-            await self._handle(parent_inode), name, self._cred(ctx))
-        return await self._remember(parent_inode, name, handle, stx)
+        return await self._remember(parent_inode, name, *found)
 
     def _cached_entry(self, parent: int, name: bytes) -> pyfuse3.EntryAttributes | None:
         """A lookup answered from our caches: a known inode, its name and attributes fresh."""
@@ -515,6 +523,7 @@ class CephOperations(pyfuse3.Operations):
         for fuse_ino, nlookup in inode_list:
             handle = self._inodes.forget(fuse_ino, nlookup)
             if handle is not None:
+                self._native.forgotten(fuse_ino)
                 self._forgotten(handle.ino)
                 with contextlib.suppress(CephError):  # a lost session has nothing to give back
                     await self._ceph.put(handle)
@@ -1217,7 +1226,7 @@ class CephOperations(pyfuse3.Operations):
 
     async def release_all(self) -> None:
         """Close every handle and put every reference: called once the kernel is gone."""
-        self._native.clear_all()
+        self._native.clear_all(put_lookups=True)
         for of in self._files.values():
             await self._reader.quiesce(of)
             await self._ceph.release(of.handle)

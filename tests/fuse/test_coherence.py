@@ -281,6 +281,52 @@ def test_unlink_and_rename_are_seen_by_other_nodes(nodes: dict[str, Node], share
     assert (b / "moved").read_text() == "payload"
 
 
+def test_a_name_another_node_makes_is_found_right_after_a_miss(nodes: dict[str, Node],
+                                                              shared: str) -> None:
+    """Lookups of absent names are answered in C (ENOENT), and nothing caches the
+    absence: a file another node or an outside client makes is found at once."""
+    a, b = nodes["a"].root / shared, nodes["b"].root / shared
+    assert not (a / "warm-up").exists()  # the directory's first lookup: Python's
+    before = nodes["a"].stats()
+    for name in ("from-b", "from-outside"):
+        for _ in range(3):
+            assert not (a / name).exists()
+    assert nodes["a"].stats()["native_lookups"] - before["native_lookups"] >= 6
+
+    (b / "from-b").write_text("made on b")
+    assert (a / "from-b").read_text() == "made on b"
+
+
+def test_a_name_an_outside_client_makes_is_found_right_after_a_miss(
+        nodes: dict[str, Node], shared: str, outside: cephfs.LibCephFS) -> None:
+    a = nodes["a"].root / shared
+    for _ in range(3):
+        assert not (a / "outside").exists()
+    fd = outside.open(f"/{shared}/outside".encode(), os.O_CREAT | os.O_WRONLY, 0o644)
+    outside.write(fd, b"made outside", 0)
+    outside.close(fd)
+    assert (a / "outside").read_text() == "made outside"
+
+
+def test_names_found_by_lookups_in_c_are_counted_and_forgotten(nodes: dict[str, Node],
+                                                               shared: str) -> None:
+    """A name found by a lookup in C reaches Python with its entry: the kernel's
+    lookup is counted (its later forget puts the reference) and nothing is left."""
+    a = nodes["a"].root / shared
+    for i in range(50):
+        (a / f"f{i}").write_text(str(i))
+    time.sleep(1.0)  # the kernel's entries expire: each stat below is a LOOKUP
+    before = nodes["a"].stats()
+    for i in range(50):
+        assert (a / f"f{i}").stat().st_size == len(str(i))
+    after = nodes["a"].stats()
+    assert after["native_lookup_fallbacks"] - before["native_lookup_fallbacks"] >= 50
+    assert after["native_lookups"] == before["native_lookups"]
+    assert after["native_lookups_waiting"] == 0
+    drop_kernel_caches()  # the kernel forgets the inodes
+    assert wait_for(lambda: nodes["a"].stats()["inodes"] <= before["inodes"] - 40, 10) < 10
+
+
 def drop_kernel_caches() -> None:
     os.sync()
     Path("/proc/sys/vm/drop_caches").write_text("3\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -16,18 +17,20 @@ from tests.fuse.conftest import as_user
 pytestmark = [pytest.mark.fuse, pytest.mark.cluster]
 
 OTHER_UID, OTHER_GID = 4242, 4242
+TEAM_GID = 4343  # a supplementary group of OTHER_UID's where a test says so
 
 
-def run_as_other(code: str) -> subprocess.CompletedProcess[str]:
+def run_as_other(code: str, groups: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
+    user = as_user(OTHER_UID, OTHER_GID) | {"extra_groups": list(groups)}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=False, **as_user(OTHER_UID, OTHER_GID))
+                          timeout=60, check=False, **user)
 
 
-def errno_of(code: str) -> str:
+def errno_of(code: str, groups: tuple[int, ...] = ()) -> str:
     """Run `code` as another user; return the errno name it failed with, or 'ok'."""
     wrapped = ("import errno, os\ntry:\n    " + code + "\n    print('ok')\n"
                "except OSError as e:\n    print(errno.errorcode[e.errno])")
-    result = run_as_other(wrapped)
+    result = run_as_other(wrapped, groups)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -53,6 +56,31 @@ def test_non_root_caller_gets_eacces_where_posix_says(workdir: Path) -> None:
     assert errno_of(f"open({str(workdir / 'readable')!r}).read()") == "ok"
     assert errno_of(f"open({str(shared / 'mine')!r}, 'w').write('x')") == "ok"
     assert (shared / "mine").stat().st_uid == OTHER_UID
+
+
+def test_lookups_go_by_the_callers_supplementary_groups(cephmount_mount: Path,
+                                                       workdir: Path) -> None:
+    """In a directory only a supplementary group may search, a name is found, and an
+    absent one answered ENOENT by the lookup in C (which reads the caller's groups as
+    the Python handlers and ceph-fuse do); without the group, EACCES."""
+    workdir.chmod(0o755)
+    team = workdir / "team"
+    team.mkdir()
+    os.chown(team, 0, TEAM_GID)
+    team.chmod(0o770)
+    (team / "plan").write_text("ship it")
+    assert errno_of(f"os.stat({str(team / 'warm-up')!r})", (TEAM_GID,)) == "ENOENT"
+
+    def native_lookups() -> int:
+        return int(json.loads(os.getxattr(cephmount_mount, "cephmount.stats"))["native_lookups"])
+
+    before = native_lookups()
+    code = f"os.stat({str(team / 'absent')!r})"
+    assert [errno_of(code, (TEAM_GID,)) for _ in range(3)] == ["ENOENT"] * 3
+    assert native_lookups() - before >= 3
+    assert errno_of(f"print(open({str(team / 'plan')!r}).read(), end=' ')",
+                    (TEAM_GID,)) == "ship it ok"
+    assert errno_of(code) == "EACCES"
 
 
 def test_df_shows_the_quota(cephmount_mount: Path) -> None:

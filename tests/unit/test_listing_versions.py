@@ -91,6 +91,9 @@ class FakeCeph:
         self.batches += 1
         return [STAT._replace(ino=number) for number in numbers]
 
+    def drop_lookups(self, put: bool) -> int:
+        return 0
+
 
 @pytest.mark.parametrize(("coherence", "batches"), [(Coherence.DEFAULT, 1),
                                                     (Coherence.STRICT, 0)])

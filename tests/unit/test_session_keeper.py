@@ -164,6 +164,9 @@ class FakeCeph:
     def abort(self) -> None:
         pass
 
+    def drop_lookups(self, put: bool) -> int:
+        return 0
+
     async def opendir(self, inode: Inode, cred: Any) -> DirHandle:
         return DirHandle(inode.ino, None)
 

@@ -21,6 +21,9 @@ class FakeCeph:
     def __init__(self) -> None:
         self.sync = self
 
+    def waiting_lookups(self) -> int:
+        return 0
+
 
 def caller(pid: int) -> Any:
     return SimpleNamespace(pid=pid, uid=0, gid=0, umask=0o022)
