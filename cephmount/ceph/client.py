@@ -655,15 +655,18 @@ class CephClient:
         directory.fuse_ino = fuse_ino
         return address, directory
 
-    def take_lookup(self, parent: int, name: bytes) -> tuple[Inode, StatX] | None:
-        """The entry `name` in the directory the kernel knows as `parent`, if a
-        lookup handler (`native_dir`) found it: as `lookup` returns it, else None."""
+    def take_lookup(self, parent: int, name: bytes, pid: int) -> tuple[Inode, StatX] | None:
+        """The entry `name` in the directory the kernel knows as `parent`, if a lookup
+        handler (`native_dir`) found it for the caller `pid`: as `lookup` returns it,
+        else None (always, once the client is closed: its calls then say why)."""
         import cephmount.ceph._native_io as _native_io
 
+        if self._cmount is None:
+            return None
         nffi, stx = _native_io.ffi, _statx()
         out = nffi.new("void **")
-        if not _native_io.lib.cm_take_lookup(nffi.cast("void *", _address(self._live())),
-                                            parent, name, out,
+        if not _native_io.lib.cm_take_lookup(nffi.cast("void *", _address(self._cmount)),
+                                            parent, name, pid, out,
                                             nffi.cast("void *", _address(stx))):
             return None
         pointer = ffi.cast("struct Inode *", int(nffi.cast("uintptr_t", out[0])))
@@ -678,15 +681,15 @@ class CephClient:
         return int(_native_io.lib.cm_waiting_lookups(
             _native_io.ffi.cast("void *", _address(self._cmount))))
 
-    def drop_lookups(self, put: bool) -> int:
-        """Free the entries lookup handlers found that nobody took (their references
-        put if `put`): how many. Only once no lookup handler of this client can run."""
+    def drop_lookups(self) -> int:
+        """Free the entries lookup handlers found that nobody took (their references go
+        with this client): how many. Only once no lookup handler of it can run."""
         import cephmount.ceph._native_io as _native_io
 
         if self._cmount is None:
             return 0
         return int(_native_io.lib.cm_drop_lookups(
-            _native_io.ffi.cast("void *", _address(self._cmount)), put))
+            _native_io.ffi.cast("void *", _address(self._cmount))))
 
     def write(self, fh: FileHandle, offset: int, data: Any) -> int:
         """Write `data` (any bytes-like object) at `offset`; returns the count.

@@ -19,8 +19,11 @@ there (ENOENT). A name found goes to `CephOperations.lookup`, which counts the
 kernel's lookup in the inode table: the entry (its `Inode*`, with the reference
 `ll_lookup` took, and its attributes) waits for it in a list, which it takes with
 `cm_take_lookup`, keyed by client, directory and name, so that it asks libcephfs no
-second time. Entries nobody took are freed by `cm_drop_lookups` once no call of a
-lookup handler of that client can run.
+second time. The key holds the caller's thread too (a thread has one request in
+flight), so that a request takes the entry found for itself, with its caller's
+credentials. Entries nobody took (requests dropped at shutdown) are freed by
+`cm_drop_lookups` once no call of a lookup handler of that client can run; their
+references go with the client (its unmount drops them, as it does the kernel's).
 
 `scripts/install.sh` runs this (cffi's API mode, gcc, libcephfs-dev's headers);
 it writes the extension module next to this file.
@@ -59,9 +62,9 @@ struct cm_dir {
     uint64_t fuse_ino;
 };
 ssize_t cm_lookup(void *arg, char *buf, size_t size, long off);
-int cm_take_lookup(void *cmount, uint64_t parent, const char *name, void **inode,
-                   void *stx);
-int cm_drop_lookups(void *cmount, int put);
+int cm_take_lookup(void *cmount, uint64_t parent, const char *name, uint32_t pid,
+                   void **inode, void *stx);
+int cm_drop_lookups(void *cmount);
 int cm_waiting_lookups(void *cmount);
 """
 
@@ -171,6 +174,7 @@ struct cm_found {
     struct cm_found *next;
     void *cmount;
     uint64_t parent;        /* the kernel's number of the directory */
+    uint32_t pid;           /* the caller's thread */
     struct Inode *inode;    /* with the reference ll_lookup took */
     struct ceph_statx stx;
     char name[];
@@ -252,6 +256,7 @@ ssize_t cm_lookup(void *arg, char *buf, size_t size, long off)
     }
     found->cmount = dir->cmount;
     found->parent = dir->fuse_ino;
+    found->pid = in->pid;
     strcpy(found->name, name);
     pthread_mutex_lock(&found_lock);
     found->next = found_list;
@@ -260,15 +265,15 @@ ssize_t cm_lookup(void *arg, char *buf, size_t size, long off)
     return 0;
 }
 
-/* The entry a native lookup found for `name` in `parent`: 1 with its Inode* (and
-   reference) and attributes (a struct ceph_statx) filled in, else 0. */
-int cm_take_lookup(void *cmount, uint64_t parent, const char *name, void **inode,
-                   void *stx)
+/* The entry a native lookup for `pid` found for `name` in `parent`: 1 with its
+   Inode* (and reference) and attributes (a struct ceph_statx) filled in, else 0. */
+int cm_take_lookup(void *cmount, uint64_t parent, const char *name, uint32_t pid,
+                   void **inode, void *stx)
 {
     pthread_mutex_lock(&found_lock);
     struct cm_found **link = &found_list;
     while (*link && ((*link)->cmount != cmount || (*link)->parent != parent
-                     || strcmp((*link)->name, name) != 0))
+                     || (*link)->pid != pid || strcmp((*link)->name, name) != 0))
         link = &(*link)->next;
     struct cm_found *found = *link;
     if (found)
@@ -293,9 +298,9 @@ int cm_waiting_lookups(void *cmount)
     return count;
 }
 
-/* Free the entries of `cmount` nobody took, putting their references if `put`:
+/* Free the entries of `cmount` nobody took (their references go with the client):
    how many there were. Only once no lookup handler of `cmount` can run. */
-int cm_drop_lookups(void *cmount, int put)
+int cm_drop_lookups(void *cmount)
 {
     int count = 0;
     pthread_mutex_lock(&found_lock);
@@ -307,8 +312,6 @@ int cm_drop_lookups(void *cmount, int put)
             continue;
         }
         *link = found->next;
-        if (put)
-            ceph_ll_put(cmount, found->inode);
         free(found);
         count++;
     }

@@ -37,8 +37,8 @@ released or its directory's reference put, and no call of it runs when the Ceph
 client it points into is closed (`clear_all`, also after `close` when a lost
 session is dropped); what a call uses (the `struct cm_file`, `cm_inode` or
 `cm_dir`, the root UserPerm) is kept here until no call of it can run. An entry a
-lookup handler found holds its reference until its request takes it, or
-`clear_all` frees it once no handler of the client can add one. Clearing never
+lookup handler found holds its reference until its request takes it, or until the
+client goes (`clear_all` frees the entry once no handler of the client can add one). Clearing never
 waits on the trio thread for a call in flight, except where none can be
 (`clear_all`, once the main loop is over). A handler that cannot be set leaves its
 handle or inode on the Python path.
@@ -153,14 +153,13 @@ class NativeHandlers:
         self._python_writes.clear()
         pyfuse3.clear_native_handlers(fhs, inodes, False)
 
-    def clear_all(self, put_lookups: bool = False) -> None:
+    def clear_all(self) -> None:
         """`close`, and wait for the calls in flight (blocks: any thread, but only
         where none can be on the trio thread). Then free the entries lookup handlers
-        found that no request took: their references are put if `put_lookups` (the
-        client stays mounted), else they go with the client being dropped."""
+        found that no request took (their references go with the client)."""
         self.close()
         pyfuse3.drain_native_handlers()
-        self._client.drop_lookups(put=put_lookups)
+        self._client.drop_lookups()
 
     @property
     def handles(self) -> int:
@@ -191,9 +190,10 @@ class NativeHandlers:
             return
         self._dirs[fuse_ino] = owner
 
-    def take_lookup(self, parent: int, name: bytes) -> tuple[Inode, StatX] | None:
-        """What a lookup handler found for `name` in `parent` (see CephClient.take_lookup)."""
-        return self._client.take_lookup(parent, name)
+    def take_lookup(self, parent: int, name: bytes, pid: int) -> tuple[Inode, StatX] | None:
+        """What a lookup handler found for `name` in `parent` for the caller `pid`
+        (see CephClient.take_lookup)."""
+        return self._client.take_lookup(parent, name, pid)
 
     def forgotten(self, fuse_ino: int) -> None:
         """The kernel forgot `fuse_ino`: before its reference is put."""

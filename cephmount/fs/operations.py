@@ -351,7 +351,13 @@ class CephOperations(pyfuse3.Operations):
         """Attributes just read from libcephfs: cache them, drop data of a changed file.
 
         Returns the entry for the kernel, or with `report_change` whether the file changed.
+        Attributes older (by the change counter) than those cached were read before a
+        change this node made and cached meanwhile (a lookup's answer waiting for the
+        trio thread, a call that raced a write): the newer ones stay, and answer.
         """
+        cached = self._attrs.get(fuse_ino)
+        if cached is not None and cached.version > stx.version:
+            return False if report_change else self._entry(fuse_ino, cached)
         self._attrs.set(fuse_ino, stx)
         changed = self._changes.changed(stx)
         if changed:
@@ -493,7 +499,7 @@ class CephOperations(pyfuse3.Operations):
         """A name found by the directory's native lookup handler comes with the entry
         (docs/performance.md, "Lookups on the reading thread"); an absent one never
         comes here once the directory has the handler."""
-        found = self._native.take_lookup(parent_inode, name)
+        found = self._native.take_lookup(parent_inode, name, ctx.pid)
         if found is None:
             cached = self._cached_entry(parent_inode, name)
             if cached is not None:
@@ -1226,7 +1232,7 @@ class CephOperations(pyfuse3.Operations):
 
     async def release_all(self) -> None:
         """Close every handle and put every reference: called once the kernel is gone."""
-        self._native.clear_all(put_lookups=True)
+        self._native.clear_all()
         for of in self._files.values():
             await self._reader.quiesce(of)
             await self._ceph.release(of.handle)

@@ -10,6 +10,8 @@ from typing import Any
 # Upper bounds in seconds; a last, unbounded bucket follows.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Requests whose native answers are all errors: a lookup's is ENOENT, nothing else.
+NATIVE_ERRORS_ONLY = frozenset({"lookup"})
 
 
 @dataclass
@@ -60,14 +62,15 @@ class OpStats:
                 continue
             counter = ops.setdefault(op, OpCounter())
             counter.count += answered["count"]
+            counter.errors += answered["count"] if op in NATIVE_ERRORS_ONLY else 0
             counter.seconds += answered["seconds"]
             counter.buckets = [a + b for a, b in zip(counter.buckets, answered["latencies"],
                                                      strict=True)]
-            by_size = sizes.setdefault(op, {})
-            for size, count in answered["sizes"].items():
-                by_size[size] = by_size.get(size, 0) + count
-            if op in moved:
+            if op in moved:  # only reads' and writes' sizes are kept
                 moved[op] += answered["bytes"]
+                by_size = sizes.setdefault(op, {})
+                for size, count in answered["sizes"].items():
+                    by_size[size] = by_size.get(size, 0) + count
         return {
             "bytes_read": moved["read"], "bytes_written": moved["write"],
             "latency_buckets": list(LATENCY_BUCKETS),

@@ -679,3 +679,12 @@ def test_a_snapshot_inode_is_found_by_its_number_in_another_client(
             first.put(directory)
             first.rmdir(root, name, ROOT)
             first.put(root)
+
+
+def test_a_closed_client_has_no_lookups_to_take(client_env: ClientEnv) -> None:
+    """A request that comes while a lost client is being replaced finds no entry to take
+    (and so asks the client, whose refusal says the session was lost), not EBADF."""
+    client = mounted_client(client_env)
+    client.close()
+    assert client.take_lookup(1, b"name", 1) is None
+    assert client.drop_lookups() == 0 and client.waiting_lookups() == 0

@@ -91,7 +91,7 @@ class FakeCeph:
         self.batches += 1
         return [STAT._replace(ino=number) for number in numbers]
 
-    def drop_lookups(self, put: bool) -> int:
+    def drop_lookups(self) -> int:
         return 0
 
 

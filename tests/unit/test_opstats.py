@@ -31,3 +31,14 @@ def test_requests_answered_in_c_are_counted_with_those_answered_in_python() -> N
     assert merged["request_sizes"] == {"write": {"4096": 4}, "read": {"64": 2}}
     # The mount's own counters are left as they were.
     assert stats.ops["write"].count == 1 and stats.request_sizes == {"write": {4096: 1}}
+
+
+def test_lookups_answered_in_c_count_as_errors_and_keep_no_sizes() -> None:
+    """A lookup answered in C is an ENOENT, as the same answer from Python counts."""
+    stats = OpStats()
+    stats.record("lookup", 0.0002, failed=True)
+    merged = stats.as_dict({"lookup": native(5, 0, 0.0001, {64: 5})})
+    ops = merged["ops"]
+    assert isinstance(ops, dict)
+    assert ops["lookup"]["count"] == 6 and ops["lookup"]["errors"] == 6
+    assert merged["request_sizes"] == {}

@@ -164,7 +164,7 @@ class FakeCeph:
     def abort(self) -> None:
         pass
 
-    def drop_lookups(self, put: bool) -> int:
+    def drop_lookups(self) -> int:
         return 0
 
     async def opendir(self, inode: Inode, cred: Any) -> DirHandle:
