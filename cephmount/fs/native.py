@@ -38,10 +38,10 @@ client it points into is closed (`clear_all`, also after `close` when a lost
 session is dropped); what a call uses (the `struct cm_file`, `cm_inode` or
 `cm_dir`, the root UserPerm) is kept here until no call of it can run. An entry a
 lookup handler found holds its reference until its request takes it, or until the
-client goes (`clear_all` frees the entry once no handler of the client can add one). Clearing never
-waits on the trio thread for a call in flight, except where none can be
-(`clear_all`, once the main loop is over). A handler that cannot be set leaves its
-handle or inode on the Python path.
+client goes (`clear_all` frees the entry once no handler of the client can add
+one). Clearing never waits on the trio thread for a call in flight, except where
+none can be (`clear_all`, once the main loop is over). A handler that cannot be set
+leaves its handle or inode on the Python path.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ class NativeHandlers:
 
     def close(self) -> None:
         """The Ceph client is being dropped: no request reaches any handler of ours
-        after this, and none is set again; `drain` waits for the calls in flight."""
+        after this, and none is set again; `clear_all` waits for the calls in flight."""
         self._closed = True
         fhs, inodes = list(self._registered), [*self._inodes, *self._dirs]
         self._retired.extend(r.owner for r in self._registered.values())
