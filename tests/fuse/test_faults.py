@@ -168,6 +168,29 @@ def test_an_evicted_mount_goes_on_with_a_new_session(client_env: ClientEnv,
         assert f"{fault_mount}: the Ceph session was lost".encode() in lines.read()
 
 
+def test_lookups_in_c_go_on_with_the_new_session(client_env: ClientEnv,
+                                                 fault_mount: Path) -> None:
+    """The lookup handlers of a lost session's directories go with it; the new session's
+    directories get their own, and no entry found by the old ones is left behind."""
+    with scratch_dir(fault_mount, "evict") as directory:
+        (directory / "kept").write_text("kept")
+
+        def absent_names_answered_in_c() -> int:
+            before = mount_stats(fault_mount)["native_lookups"]
+            for n in range(3):
+                assert not (directory / f"absent-{n}").exists()
+            return mount_stats(fault_mount)["native_lookups"] - before
+
+        assert absent_names_answered_in_c() >= 2
+        evict_client_of(client_env, mount_pid(fault_mount))
+        (directory / "after").write_text("written after")  # the loss is seen here
+        assert mount_stats(fault_mount)["session_losses"] >= 1
+        assert absent_names_answered_in_c() >= 2
+        assert (directory / "kept").read_text() == "kept"
+        stats = mount_stats(fault_mount)
+        assert stats["native_lookups_waiting"] == 0
+
+
 def test_writes_the_lost_session_held_are_reported_once(client_env: ClientEnv,
                                                          fault_mount: Path) -> None:
     """Written, not yet fsynced, when the session went: fsync says so, then works again."""
