@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import stat
+import struct
 import threading
 import time
 import uuid
@@ -688,3 +689,33 @@ def test_a_closed_client_has_no_lookups_to_take(client_env: ClientEnv) -> None:
     client.close()
     assert client.take_lookup(1, b"name", 1) is None
     assert client.drop_lookups() == 0 and client.waiting_lookups() == 0
+
+
+def native_lookup(address: int, name: bytes, pid: int) -> int:
+    """Call the native lookup handler as pyfuse3 does, with a LOOKUP request of `pid`'s."""
+    import cephmount.ceph._native_io as native
+
+    header = struct.pack("<IIQQIIIHH", 40 + len(name) + 1, 1, 1, 1, 0, 0, pid, 0, 0)
+    request = bytearray(header + name + b"\0")
+    return int(native.lib.cm_lookup(native.ffi.cast("void *", address),
+                                    native.ffi.from_buffer(request), len(request), 0))
+
+
+def test_an_entry_a_native_lookup_found_is_taken_by_its_own_caller_only(
+        client: CephClient, work: tuple[Inode, bytes]) -> None:
+    """The found entry waits for the request it was found for (its caller's thread),
+    with its reference; an absent name is answered ENOENT, and leaves nothing."""
+    directory, _ = work
+    made, _, fh = client.create(directory, b"found", 0o644, os.O_WRONLY, ROOT)
+    client.release(fh)
+    client.put(made)
+    address, _owner = client.native_dir(directory, 4242)  # kept until the calls end
+    assert native_lookup(address, b"absent", os.getpid()) == -errno.ENOENT
+    assert native_lookup(address, b"found", os.getpid()) == 0
+    assert client.waiting_lookups() == 1
+    assert client.take_lookup(4242, b"found", os.getpid() + 1) is None
+    assert client.take_lookup(4241, b"found", os.getpid()) is None
+    taken = client.take_lookup(4242, b"found", os.getpid())
+    assert taken is not None and taken[0].ino == made.ino == taken[1].ino
+    client.put(taken[0])
+    assert client.waiting_lookups() == 0
