@@ -10,8 +10,6 @@ from typing import Any
 # Upper bounds in seconds; a last, unbounded bucket follows.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# Requests whose native answers are all errors: a lookup's is ENOENT, nothing else.
-NATIVE_ERRORS_ONLY = frozenset({"lookup"})
 
 
 @dataclass
@@ -62,7 +60,7 @@ class OpStats:
                 continue
             counter = ops.setdefault(op, OpCounter())
             counter.count += answered["count"]
-            counter.errors += answered["count"] if op in NATIVE_ERRORS_ONLY else 0
+            counter.errors += answered["errors"]
             counter.seconds += answered["seconds"]
             counter.buckets = [a + b for a, b in zip(counter.buckets, answered["latencies"],
                                                      strict=True)]

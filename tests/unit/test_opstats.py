@@ -5,11 +5,12 @@ from __future__ import annotations
 from cephmount.fs.opstats import LATENCY_BUCKETS, OpStats
 
 
-def native(count: int, nbytes: int, seconds: float, sizes: dict[int, int]) -> dict[str, object]:
+def native(count: int, nbytes: int, seconds: float, sizes: dict[int, int],
+           errors: int = 0) -> dict[str, object]:
     latencies = [0] * (len(LATENCY_BUCKETS) + 1)
     latencies[2] = count
-    return {"count": count, "bytes": nbytes, "seconds": seconds, "fallbacks": 1,
-            "sizes": sizes, "latencies": latencies}
+    return {"count": count, "errors": errors, "bytes": nbytes, "seconds": seconds,
+            "fallbacks": 1, "sizes": sizes, "latencies": latencies}
 
 
 def test_requests_answered_in_c_are_counted_with_those_answered_in_python() -> None:
@@ -33,12 +34,14 @@ def test_requests_answered_in_c_are_counted_with_those_answered_in_python() -> N
     assert stats.ops["write"].count == 1 and stats.request_sizes == {"write": {4096: 1}}
 
 
-def test_lookups_answered_in_c_count_as_errors_and_keep_no_sizes() -> None:
-    """A lookup answered in C is an ENOENT, as the same answer from Python counts."""
+def test_errors_answered_in_c_count_as_errors_and_lookups_keep_no_sizes() -> None:
+    """An ENOENT or ENODATA answered in C counts as the same answer from Python does."""
     stats = OpStats()
     stats.record("lookup", 0.0002, failed=True)
-    merged = stats.as_dict({"lookup": native(5, 0, 0.0001, {64: 5})})
+    merged = stats.as_dict({"lookup": native(5, 0, 0.0001, {64: 5}, errors=5),
+                            "getxattr": native(4, 0, 0.0001, {64: 4}, errors=3)})
     ops = merged["ops"]
     assert isinstance(ops, dict)
     assert ops["lookup"]["count"] == 6 and ops["lookup"]["errors"] == 6
+    assert ops["getxattr"]["count"] == 4 and ops["getxattr"]["errors"] == 3
     assert merged["request_sizes"] == {}
