@@ -659,37 +659,36 @@ class CephClient:
         """The entry `name` in the directory the kernel knows as `parent`, if a lookup
         handler (`native_dir`) found it for the caller `pid`: as `lookup` returns it,
         else None (always, once the client is closed: its calls then say why)."""
-        import cephmount.ceph._native_io as _native_io
-
-        if self._cmount is None:
+        native = self._native_mount()
+        if native is None:
             return None
-        nffi, stx = _native_io.ffi, _statx()
-        out = nffi.new("void **")
-        if not _native_io.lib.cm_take_lookup(nffi.cast("void *", _address(self._cmount)),
-                                            parent, name, pid, out,
-                                            nffi.cast("void *", _address(stx))):
+        module, cmount = native
+        stx, out = _statx(), module.ffi.new("void **")
+        if not module.lib.cm_take_lookup(cmount, parent, name, pid, out,
+                                         module.ffi.cast("void *", _address(stx))):
             return None
-        pointer = ffi.cast("struct Inode *", int(nffi.cast("uintptr_t", out[0])))
+        pointer = ffi.cast("struct Inode *", int(module.ffi.cast("uintptr_t", out[0])))
         return self._inode(stx, pointer), self._stat(stx)
 
     def waiting_lookups(self) -> int:
         """How many entries lookup handlers found wait for their request to take them."""
-        import cephmount.ceph._native_io as _native_io
-
-        if self._cmount is None:
-            return 0
-        return int(_native_io.lib.cm_waiting_lookups(
-            _native_io.ffi.cast("void *", _address(self._cmount))))
+        native = self._native_mount()
+        return 0 if native is None else int(native[0].lib.cm_waiting_lookups(native[1]))
 
     def drop_lookups(self) -> int:
         """Free the entries lookup handlers found that nobody took (their references go
         with this client): how many. Only once no lookup handler of it can run."""
+        native = self._native_mount()
+        return 0 if native is None else int(native[0].lib.cm_drop_lookups(native[1]))
+
+    def _native_mount(self) -> tuple[Any, Any] | None:
+        """ceph/native_build.py's module and this client's mount as its functions take
+        it; None once the client is closed (no lookup entry of it is left then)."""
         import cephmount.ceph._native_io as _native_io
 
         if self._cmount is None:
-            return 0
-        return int(_native_io.lib.cm_drop_lookups(
-            _native_io.ffi.cast("void *", _address(self._cmount))))
+            return None
+        return _native_io, _native_io.ffi.cast("void *", _address(self._cmount))
 
     def write(self, fh: FileHandle, offset: int, data: Any) -> int:
         """Write `data` (any bytes-like object) at `offset`; returns the count.
