@@ -169,6 +169,7 @@ class NativeFunctions(NamedTuple):
     get_capabilities: int
     getattr: int
     lookup: int
+    unlink: int
 
 
 def native_functions() -> NativeFunctions:
@@ -177,7 +178,7 @@ def native_functions() -> NativeFunctions:
     nffi = _native_io.ffi
     return NativeFunctions(*(int(nffi.cast("uintptr_t", nffi.addressof(_native_io.lib, name)))
                              for name in ("cm_read", "cm_write", "cm_get_capabilities",
-                                          "cm_getattr", "cm_lookup")))
+                                          "cm_getattr", "cm_lookup", "cm_unlink")))
 
 
 def _native_struct(ctype: str, pointers: Mapping[str, Any]) -> tuple[int, Any]:

@@ -25,6 +25,12 @@ credentials. Entries nobody took (requests dropped at shutdown) are freed by
 `cm_drop_lookups` once no call of a lookup handler of that client can run; their
 references go with the client (its unmount drops them, as it does the kernel's).
 
+An UNLINK in such a directory is done by `cm_unlink` there too, as the caller, and
+answered if it succeeded; pyfuse3 then tells `CephOperations.unlinked`, which
+forgets what the name and the directory's attributes were, before it takes any
+request the answer let through. A failed one goes to `CephOperations.unlink`,
+which asks again and answers the failure (a failed unlink changed nothing).
+
 `scripts/install.sh` runs this (cffi's API mode, gcc, libcephfs-dev's headers);
 it writes the extension module next to this file.
 """
@@ -62,6 +68,7 @@ struct cm_dir {
     uint64_t fuse_ino;
 };
 ssize_t cm_lookup(void *arg, char *buf, size_t size, long off);
+ssize_t cm_unlink(void *arg, char *buf, size_t size, long off);
 int cm_take_lookup(void *cmount, uint64_t parent, const char *name, uint32_t pid,
                    void **inode, void *stx);
 int cm_drop_lookups(void *cmount);
@@ -228,27 +235,35 @@ static int caller_groups(uint32_t pid, gid_t *groups, int room)
     return count;
 }
 
+/* The credentials of the request's caller: 0, or -errno. */
+static int caller_perms(const struct fuse_in_header *in, UserPerm **perms)
+{
+    gid_t groups[CM_GROUPS_MAX];
+    int count = caller_groups(in->pid, groups, CM_GROUPS_MAX);
+    if (count < 0)
+        return count;
+    *perms = ceph_userperm_new(in->uid, in->gid, count, groups);
+    return *perms ? 0 : -ENOMEM;
+}
+
 ssize_t cm_lookup(void *arg, char *buf, size_t size, long off)
 {
     struct cm_dir *dir = arg;
     const struct fuse_in_header *in = (const void *)buf;
     const char *name = (const char *)(in + 1);
-    gid_t groups[CM_GROUPS_MAX];
+    UserPerm *perms;
     (void)size;
     (void)off;
-    int count = caller_groups(in->pid, groups, CM_GROUPS_MAX);
-    if (count < 0)
-        return count;
-    UserPerm *perms = ceph_userperm_new(in->uid, in->gid, count, groups);
+    int ret = caller_perms(in, &perms);
+    if (ret < 0)
+        return ret;
     struct cm_found *found = malloc(sizeof(*found) + strlen(name) + 1);
-    if (!perms || !found) {
-        if (perms)
-            ceph_userperm_destroy(perms);
-        free(found);
+    if (!found) {
+        ceph_userperm_destroy(perms);
         return -ENOMEM;
     }
-    int ret = ceph_ll_lookup(dir->cmount, dir->inode, name, &found->inode, &found->stx,
-                             CEPH_STATX_ALL_STATS, 0, perms);
+    ret = ceph_ll_lookup(dir->cmount, dir->inode, name, &found->inode, &found->stx,
+                         CEPH_STATX_ALL_STATS, 0, perms);
     ceph_userperm_destroy(perms);
     if (ret < 0) {
         free(found);
@@ -263,6 +278,21 @@ ssize_t cm_lookup(void *arg, char *buf, size_t size, long off)
     found_list = found;
     pthread_mutex_unlock(&found_lock);
     return 0;
+}
+
+ssize_t cm_unlink(void *arg, char *buf, size_t size, long off)
+{
+    struct cm_dir *dir = arg;
+    const struct fuse_in_header *in = (const void *)buf;
+    UserPerm *perms;
+    (void)size;
+    (void)off;
+    int ret = caller_perms(in, &perms);
+    if (ret < 0)
+        return ret;
+    ret = ceph_ll_unlink(dir->cmount, dir->inode, (const char *)(in + 1), perms);
+    ceph_userperm_destroy(perms);
+    return ret;
 }
 
 /* The entry a native lookup for `pid` found for `name` in `parent`: 1 with its

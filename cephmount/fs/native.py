@@ -31,6 +31,11 @@ Python handlers do besides calling libcephfs decides which handles may have them
   an absent name is answered there (nothing of ours caches absence), and a name
   found comes to `CephOperations.lookup` with libcephfs's answer (`take_lookup`),
   which counts the kernel's lookup in the inode table as before.
+- Unlinks: in the same directories (a read-only mount's kernel sends none).
+  libcephfs is asked as the caller; a success is answered there, and pyfuse3 tells
+  `CephOperations.unlinked` before it takes any request the answer let through (so
+  no later request finds the name, or the directory's attributes, as they were);
+  a failure goes to `CephOperations.unlink`, which asks again and answers it.
 
 Invariants: a handler is unlinked (no request reaches it) before its file handle is
 released or its directory's reference put, and no call of it runs when the Ceph
@@ -178,13 +183,15 @@ class NativeHandlers:
         return pyfuse3.native_handler_stats()
 
     def serve_lookups(self, fuse_ino: int, directory: Inode) -> None:
-        """Lookups in `directory` (known to the kernel as `fuse_ino`) are asked of
-        libcephfs on pyfuse3's threads from now on, until `forgotten`."""
+        """Lookups (and unlinks) in `directory` (known to the kernel as `fuse_ino`) are
+        asked of libcephfs on pyfuse3's threads from now on, until `forgotten`."""
         if self._closed or fuse_ino in self._dirs:
             return
         try:
             address, owner = self._client.native_dir(directory, fuse_ino)
-            pyfuse3.set_native_inode_handlers(fuse_ino, address, lookup=self._functions.lookup)
+            pyfuse3.set_native_inode_handlers(
+                fuse_ino, address, lookup=self._functions.lookup,
+                unlink=self._functions.unlink)
         except (OSError, CephError) as exc:
             log.warning("lookups in inode %d stay on the Python path: %s", fuse_ino, exc)
             return

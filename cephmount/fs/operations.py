@@ -388,8 +388,17 @@ class CephOperations(pyfuse3.Operations):
         if self._attrs.get(fuse_ino) is None:
             return
         try:
-            stx = await self._ceph.cached_getattr(await self._handle(fuse_ino))
-        except (CephError, pyfuse3.FUSEError):  # the change is done: never fail it here
+            handle = await self._handle(fuse_ino)
+        except pyfuse3.FUSEError:  # the change is done: never fail it here
+            self._attrs.drop(fuse_ino)
+            return
+        self._keep_attrs(fuse_ino, handle)
+
+    def _keep_attrs(self, fuse_ino: int, handle: Inode) -> None:
+        """`_refresh_attrs` once the inode's `handle` is known: memory only."""
+        try:
+            stx = self._ceph.sync.cached_getattr(handle)
+        except CephError:  # the change is done: never fail it here
             self._attrs.drop(fuse_ino)
             return
         self._attrs.update(fuse_ino, stx)
@@ -688,6 +697,17 @@ class CephOperations(pyfuse3.Operations):
         self._forget_name(parent_inode, name)
         await self._ceph.unlink(await self._handle(parent_inode), name, self._cred(ctx))
         await self._refresh_attrs(parent_inode)
+
+    def unlinked(self, parent_inode: int, name: bytes) -> None:
+        """What `unlink` does after libcephfs, for an UNLINK answered in C (fs/native.py).
+
+        pyfuse3 calls this before it takes any request the answer let through, so
+        no later request sees the name or the attributes as they were. The
+        directory has a native handler, so the inode table holds it.
+        """
+        self._forget_name(parent_inode, name)
+        if self._attrs.get(parent_inode) is not None:
+            self._keep_attrs(parent_inode, self._inodes.handle(parent_inode))
 
     @ceph_errors
     async def rmdir(self, parent_inode: int, name: bytes,

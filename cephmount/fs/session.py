@@ -106,6 +106,9 @@ class SessionKeeper(pyfuse3.Operations):
         if self._client is not None:
             self._client.close()
 
+    def unlinked(self, parent_inode: int, name: bytes) -> None:
+        self.current.unlinked(parent_inode, name)
+
     async def forward(self, name: str, args: tuple[Any, ...]) -> Any:
         """Run request `name` on the current instance; once more on a new session if lost."""
         operations = self.current

@@ -327,6 +327,46 @@ def test_names_found_by_lookups_in_c_are_counted_and_forgotten(nodes: dict[str, 
     assert wait_for(lambda: nodes["a"].stats()["inodes"] <= before["inodes"] - 40, 10) < 10
 
 
+def test_an_unlink_answered_in_c_leaves_nothing_stale(nodes: dict[str, Node],
+                                                      shared: str) -> None:
+    """Unlinks in a directory whose lookups are answered in C are answered there
+    too; the mount then forgets what the name stood for before its next request:
+    a file held open shows no link left at once, and keeps its data."""
+    a = nodes["a"].root / shared
+    assert not (a / "warm-up").exists()  # the directory's first lookup: Python's
+    before = nodes["a"].stats()
+    for i in range(20):
+        path = a / f"f{i}"
+        path.write_text("doomed")
+        with open(path, "rb") as held:
+            assert os.fstat(held.fileno()).st_nlink == 1  # cached
+            path.unlink()
+            assert os.fstat(held.fileno()).st_nlink == 0, i
+            assert held.read() == b"doomed"
+        assert not path.exists()
+    after = nodes["a"].stats()
+    assert after["native_unlinks"] - before["native_unlinks"] == 20
+    assert after["native_unlink_fallbacks"] == before["native_unlink_fallbacks"]
+
+
+def test_an_unlink_that_fails_in_c_is_answered_by_python(
+        nodes: dict[str, Node], shared: str, outside: cephfs.LibCephFS) -> None:
+    """A name another client removed while this kernel still held its entry: the
+    unlink in C fails, and the Python handler answers ENOENT."""
+    a = nodes["a"].root / shared
+    assert not (a / "warm-up").exists()
+    before = nodes["a"].stats()
+    for i in range(5):
+        (a / f"g{i}").write_text("taken")
+        os.stat(a / f"g{i}")  # the kernel's entry, valid for its timeout
+        outside.unlink(f"/{shared}/g{i}".encode())
+        with pytest.raises(FileNotFoundError):
+            os.unlink(a / f"g{i}")
+    after = nodes["a"].stats()
+    assert after["native_unlink_fallbacks"] > before["native_unlink_fallbacks"]
+    assert after["native_unlinks"] == before["native_unlinks"]
+
+
 def drop_kernel_caches() -> None:
     os.sync()
     Path("/proc/sys/vm/drop_caches").write_text("3\n")

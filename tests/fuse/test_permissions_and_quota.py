@@ -83,6 +83,30 @@ def test_lookups_go_by_the_callers_supplementary_groups(cephmount_mount: Path,
     assert errno_of(code) == "EACCES"
 
 
+def test_unlinks_go_by_the_callers_supplementary_groups(cephmount_mount: Path,
+                                                       workdir: Path) -> None:
+    """In a directory only a supplementary group may write, a member's unlinks are
+    done and answered in C, as the member: none needs the Python handler."""
+    workdir.chmod(0o755)
+    team = workdir / "team"
+    team.mkdir()
+    os.chown(team, 0, TEAM_GID)
+    team.chmod(0o770)
+    for i in range(3):
+        (team / f"draft{i}").write_text("scrap it")
+    assert errno_of(f"os.stat({str(team / 'warm-up')!r})", (TEAM_GID,)) == "ENOENT"
+
+    def unlinks() -> tuple[int, int]:
+        stats = json.loads(os.getxattr(cephmount_mount, "cephmount.stats"))
+        return int(stats["native_unlinks"]), int(stats["native_unlink_fallbacks"])
+
+    done, handed_on = unlinks()
+    for i in range(3):
+        assert errno_of(f"os.unlink({str(team / f'draft{i}')!r})", (TEAM_GID,)) == "ok"
+    assert unlinks() == (done + 3, handed_on)
+    assert not list(team.iterdir())
+
+
 def test_df_shows_the_quota(cephmount_mount: Path) -> None:
     vfs = os.statvfs(cephmount_mount)
     assert vfs.f_blocks * vfs.f_frsize == QUOTA_BYTES
