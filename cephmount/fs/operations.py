@@ -389,7 +389,7 @@ class CephOperations(pyfuse3.Operations):
             return
         try:
             handle = await self._handle(fuse_ino)
-        except pyfuse3.FUSEError:  # the change is done: never fail it here
+        except (CephError, pyfuse3.FUSEError):  # the change is done: never fail it here
             self._attrs.drop(fuse_ino)
             return
         self._keep_attrs(fuse_ino, handle)
@@ -702,12 +702,17 @@ class CephOperations(pyfuse3.Operations):
         """What `unlink` does after libcephfs, for an UNLINK answered in C (fs/native.py).
 
         pyfuse3 calls this before it takes any request the answer let through, so
-        no later request sees the name or the attributes as they were. The
-        directory has a native handler, so the inode table holds it.
+        no later request sees the name or the attributes as they were.
         """
         self._forget_name(parent_inode, name)
-        if self._attrs.get(parent_inode) is not None:
-            self._keep_attrs(parent_inode, self._inodes.handle(parent_inode))
+        if self._attrs.get(parent_inode) is None:
+            return
+        try:
+            handle = self._inodes.handle(parent_inode)
+        except pyfuse3.FUSEError:  # not this instance's (a session replaced meanwhile)
+            self._attrs.drop(parent_inode)
+            return
+        self._keep_attrs(parent_inode, handle)
 
     @ceph_errors
     async def rmdir(self, parent_inode: int, name: bytes,

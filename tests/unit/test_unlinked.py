@@ -1,0 +1,56 @@
+"""What the trio thread does when told of an unlink answered in C (no cluster)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pyfuse3
+
+from cephmount.ceph.aio import AsyncCephClient
+from cephmount.ceph.structs import Inode, StatX
+from cephmount.fs.operations import CephOperations
+from tests.unit.test_attribute_order import FakeCeph
+from tests.unit.test_bookkeeping import STAT
+
+CALLER = SimpleNamespace(uid=0, gid=0, pid=0)
+ROOT = pyfuse3.ROOT_INODE
+DIRECTORY = STAT._replace(ino=1, mode=0o40755, mtime_ns=1_000)
+CHANGED_DIRECTORY = DIRECTORY._replace(mtime_ns=2_000, version=DIRECTORY.version + 1)
+
+
+class TellingCeph(FakeCeph):
+    """libcephfs's own view of the directory: after the unlink."""
+
+    def cached_getattr(self, inode: Inode) -> StatX:
+        return CHANGED_DIRECTORY
+
+
+async def mounted() -> CephOperations:
+    ops = CephOperations(cast(AsyncCephClient, TellingCeph([STAT])), Inode(1, None))
+    await ops.lookup(ROOT, b"doomed", CALLER)  # type: ignore[arg-type]
+    ops._attrs.set(ROOT, DIRECTORY)
+    return ops
+
+
+async def test_the_name_and_its_files_attributes_are_forgotten() -> None:
+    ops = await mounted()
+    assert ops._names.get((ROOT, b"doomed")) == STAT.ino
+    ops.unlinked(ROOT, b"doomed")
+    assert ops._names.get((ROOT, b"doomed")) is None
+    assert ops._attrs.get(STAT.ino) is None
+
+
+async def test_the_directorys_attributes_are_kept_true() -> None:
+    ops = await mounted()
+    ops.unlinked(ROOT, b"doomed")
+    kept = ops._attrs.get(ROOT)
+    assert kept is not None and kept.mtime_ns == CHANGED_DIRECTORY.mtime_ns
+
+
+async def test_a_directory_the_table_does_not_hold_loses_its_cached_attributes() -> None:
+    ops = await mounted()
+    stranger: Any = 4242
+    ops._attrs.set(stranger, DIRECTORY._replace(ino=stranger))
+    ops.unlinked(stranger, b"doomed")
+    assert ops._attrs.get(stranger) is None
