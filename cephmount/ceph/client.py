@@ -648,12 +648,17 @@ class CephClient:
         node.fuse_ino, node.ttl_ns = fuse_ino, int(ttl * 1e9)
         return address, (node, root)
 
-    def native_dir(self, inode: Inode, fuse_ino: int) -> tuple[int, Any]:
+    def native_dir(self, inode: Inode, fuse_ino: int, root_ino: int, entry_timeout: float,
+                   attr_timeout: float) -> tuple[int, Any]:
         """As `native_file`, a `struct cm_dir` for the directory `inode`, known to the
-        kernel as `fuse_ino`, whose lookups are asked on pyfuse3's threads."""
+        kernel as `fuse_ino`, whose lookups are asked on pyfuse3's threads; entries are
+        answered with the timeouts given, but that of the mount root (`root_ino`)."""
         address, directory = _native_struct("struct cm_dir *", {
             "cmount": self._live(), "inode": inode.ptr})
         directory.fuse_ino = fuse_ino
+        directory.root_ino = root_ino
+        directory.entry_timeout = entry_timeout
+        directory.attr_timeout = attr_timeout
         return address, directory
 
     def take_lookup(self, parent: int, name: bytes, pid: int) -> tuple[Inode, StatX] | None:

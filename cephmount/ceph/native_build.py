@@ -15,11 +15,14 @@ checked against the MDS (where libcephfs's caps do not cover them) at most once 
 A LOOKUP in a directory the kernel holds is asked of libcephfs by `cm_lookup` on
 the reading thread, with the caller's uid, gid and supplementary groups (read from
 /proc as `CephOperations` and ceph-fuse read them). An absent name is answered
-there (ENOENT). A name found goes to `CephOperations.lookup`, which counts the
-kernel's lookup in the inode table: the entry (its `Inode*`, with the reference
-`ll_lookup` took, and its attributes) waits for it in a list, which it takes with
-`cm_take_lookup`, keyed by client, directory and name, so that it asks libcephfs no
-second time. The key holds the caller's thread too (a thread has one request in
+there (ENOENT), and so is a name found (the entry, with the mount's timeouts),
+unless its number is made in Python (a snapshot's, the mount root's): then it goes
+to `CephOperations.lookup`. Either way the kernel's lookup is counted in the inode
+table in Python: the entry (its `Inode*`, with the reference `ll_lookup` took, and
+its attributes) waits in a list, which `CephOperations.looked_up` (told by pyfuse3
+of the answer, before the next request) or `CephOperations.lookup` takes with
+`cm_take_lookup`, keyed by client, directory and name, so that nothing asks
+libcephfs a second time. The key holds the caller's thread too (a thread has one request in
 flight), so that a request takes the entry found for itself, with its caller's
 credentials. Entries nobody took (requests dropped at shutdown) are freed by
 `cm_drop_lookups` once no call of a lookup handler of that client can run; their
@@ -66,6 +69,9 @@ struct cm_dir {
     void *cmount;
     void *inode;
     uint64_t fuse_ino;
+    uint64_t root_ino;
+    double entry_timeout;
+    double attr_timeout;
 };
 ssize_t cm_lookup(void *arg, char *buf, size_t size, long off);
 ssize_t cm_unlink(void *arg, char *buf, size_t size, long off);
@@ -174,6 +180,9 @@ struct cm_dir {
     void *cmount;
     void *inode;            /* struct Inode *, with a reference of the kernel's */
     uint64_t fuse_ino;
+    uint64_t root_ino;      /* the mount root's inode number (the kernel's is 1) */
+    double entry_timeout;   /* the entry's and its attributes' in an answer */
+    double attr_timeout;
 };
 
 /* An entry found, waiting for CephOperations.lookup to count it. */
@@ -189,6 +198,7 @@ struct cm_found {
 
 #define CM_GROUPS_MAX 1024
 #define CM_STATUS_MAX 65536
+#define CM_INO_MASK ((1ULL << 48) - 1)  /* vino.py: a head inode's number is its own */
 
 static pthread_mutex_t found_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cm_found *found_list;
@@ -235,6 +245,18 @@ static int caller_groups(uint32_t pid, gid_t *groups, int room)
     return count;
 }
 
+/* A timeout in seconds as FUSE's seconds and nanoseconds (as libfuse does). */
+static void timeout_out(double timeout, uint64_t *sec, uint32_t *nsec)
+{
+    if (!(timeout > 0)) {
+        *sec = 0;
+        *nsec = 0;
+    } else {
+        *sec = (uint64_t)timeout;
+        *nsec = (uint32_t)((timeout - (double)*sec) * 1e9);
+    }
+}
+
 /* The credentials of the request's caller: 0, or -errno. */
 static int caller_perms(const struct fuse_in_header *in, UserPerm **perms)
 {
@@ -277,7 +299,23 @@ ssize_t cm_lookup(void *arg, char *buf, size_t size, long off)
     found->next = found_list;
     found_list = found;
     pthread_mutex_unlock(&found_lock);
-    return 0;
+    const struct ceph_statx *stx = &found->stx;
+    if (stx->stx_dev != CEPH_NOSNAP || stx->stx_ino > CM_INO_MASK
+            || stx->stx_ino == dir->root_ino)
+        return 0;  /* numbered in Python (vino.py, inodes.py) */
+    struct fuse_entry_out *out = (struct fuse_entry_out *)buf;  /* over the request */
+    memset(out, 0, sizeof(*out));
+    out->nodeid = stx->stx_ino;
+    timeout_out(dir->entry_timeout, &out->entry_valid, &out->entry_valid_nsec);
+    timeout_out(dir->attr_timeout, &out->attr_valid, &out->attr_valid_nsec);
+    out->attr = (struct fuse_attr){
+        .ino = stx->stx_ino, .size = stx->stx_size, .blocks = stx->stx_blocks,
+        .atime = stx->stx_atime.tv_sec, .atimensec = stx->stx_atime.tv_nsec,
+        .mtime = stx->stx_mtime.tv_sec, .mtimensec = stx->stx_mtime.tv_nsec,
+        .ctime = stx->stx_ctime.tv_sec, .ctimensec = stx->stx_ctime.tv_nsec,
+        .mode = stx->stx_mode, .nlink = stx->stx_nlink, .uid = stx->stx_uid,
+        .gid = stx->stx_gid, .rdev = (uint32_t)stx->stx_rdev, .blksize = stx->stx_blksize };
+    return sizeof(*out);
 }
 
 ssize_t cm_unlink(void *arg, char *buf, size_t size, long off)
@@ -362,10 +400,15 @@ def builder() -> cffi.FFI:
 
 def main() -> None:
     """Build next to this file (the package is installed editable), in a scratch
-    directory: cffi's setuptools would read the project's pyproject.toml."""
+    directory: cffi's setuptools would read the project's pyproject.toml. The module
+    is put in place by a rename: a mount running the old one keeps its file (writing
+    over a loaded library crashes the processes that mapped it)."""
     with tempfile.TemporaryDirectory() as scratch:
         built = Path(builder().compile(tmpdir=scratch))
-        shutil.copy2(built, Path(__file__).parent / built.name)
+        target = Path(__file__).parent / built.name
+        staged = target.with_name(f".{built.name}.new")
+        shutil.copy2(built, staged)
+        staged.replace(target)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,13 @@ Python handlers do besides calling libcephfs decides which handles may have them
   against the MDS at most once a `cache_ttl` as `CephOperations.getattr` does.
 - Lookups: in every directory a lookup reached Python in (`serve_lookups`), until
   the kernel forgets it. libcephfs is asked on the reading thread, as the caller;
-  an absent name is answered there (nothing of ours caches absence), and a name
-  found comes to `CephOperations.lookup` with libcephfs's answer (`take_lookup`),
-  which counts the kernel's lookup in the inode table as before.
+  an absent name is answered there (nothing of ours caches absence), and so is a
+  name found, with libcephfs's attributes and the policy's timeouts. pyfuse3 then
+  tells `CephOperations.looked_up`, before it takes any request the answer let
+  through, and it counts the kernel's lookup in the inode table and caches the
+  entry from libcephfs's answer (`take_lookup`) as `lookup` does. A name whose
+  number is made in Python (a snapshot's, the root's) goes to
+  `CephOperations.lookup` with that answer.
 - Unlinks: in the same directories (a read-only mount's kernel sends none).
   libcephfs is asked as the caller; a success is answered there, and pyfuse3 tells
   `CephOperations.unlinked` before it takes any request the answer let through (so
@@ -81,9 +85,10 @@ class _Registered:
 
 
 class NativeHandlers:
-    def __init__(self, client: CephClient, policy: CoherencePolicy) -> None:
+    def __init__(self, client: CephClient, policy: CoherencePolicy, root_ino: int) -> None:
         self._client = client
         self._policy = policy
+        self._root_ino = root_ino
         self._functions = native_functions()
         self._registered: dict[int, _Registered] = {}
         self._writers: Counter[int] = Counter()  # fuse inode -> handles writing natively
@@ -188,7 +193,9 @@ class NativeHandlers:
         if self._closed or fuse_ino in self._dirs:
             return
         try:
-            address, owner = self._client.native_dir(directory, fuse_ino)
+            address, owner = self._client.native_dir(
+                directory, fuse_ino, self._root_ino, self._policy.entry_timeout,
+                self._policy.attr_timeout)
             pyfuse3.set_native_inode_handlers(
                 fuse_ino, address, lookup=self._functions.lookup,
                 unlink=self._functions.unlink)

@@ -220,7 +220,7 @@ class CephOperations(pyfuse3.Operations):
         self._attrs: ExpiringMap[StatX] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._heap = HeapReleaser()
-        self._native = NativeHandlers(ceph.sync, self._policy)
+        self._native = NativeHandlers(ceph.sync, self._policy, root.ino)
         self._reader = CachedReader(ceph, self.blocks, self._heap)
         self._append_locks: dict[int, trio.Lock] = {}
         self._lock_owners: dict[int, set[int]] = {}  # ceph inode -> owners that took locks
@@ -324,7 +324,7 @@ class CephOperations(pyfuse3.Operations):
         entry.st_birthtime_ns = stx.btime_ns
         return entry
 
-    async def _remember(self, parent: int, name: bytes, handle: Inode,
+    def _remember(self, parent: int, name: bytes, handle: Inode,
                         stx: StatX) -> pyfuse3.EntryAttributes:
         """Count a lookup the kernel will hold, cache the name and describe the entry."""
         fuse_ino = self._count_lookup(handle)
@@ -407,7 +407,7 @@ class CephOperations(pyfuse3.Operations):
                     stx: StatX) -> pyfuse3.EntryAttributes:
         """After this node made `name` in `parent`."""
         await self._refresh_attrs(parent)
-        return await self._remember(parent, name, handle, stx)
+        return self._remember(parent, name, handle, stx)
 
     async def _handle(self, fuse_ino: int) -> Inode:
         """The libcephfs inode behind a FUSE inode number the kernel sent.
@@ -505,9 +505,9 @@ class CephOperations(pyfuse3.Operations):
     @ceph_errors
     async def lookup(self, parent_inode: int, name: bytes,
                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        """A name found by the directory's native lookup handler comes with the entry
-        (docs/performance.md, "Lookups on the reading thread"); an absent one never
-        comes here once the directory has the handler."""
+        """The directory's native lookup handler answers names it found itself
+        (`looked_up`) and absent ones; one whose number is made here comes with the
+        entry (docs/performance.md, "Lookups on the reading thread")."""
         found = self._native.take_lookup(parent_inode, name, ctx.pid)
         if found is None:
             cached = self._cached_entry(parent_inode, name)
@@ -517,7 +517,17 @@ class CephOperations(pyfuse3.Operations):
             self._native.serve_lookups(parent_inode, parent)
             found = await self._ceph.lookup(parent, name, self._cred(ctx))
         self._listings.looked_up(parent_inode)
-        return await self._remember(parent_inode, name, *found)
+        return self._remember(parent_inode, name, *found)
+
+    def looked_up(self, parent_inode: int, name: bytes, pid: int) -> None:
+        """What `lookup` does with libcephfs's answer, for a LOOKUP answered in C
+        (fs/native.py): told before any request the answer let through, so the
+        kernel's lookup is counted before its forget can come."""
+        found = self._native.take_lookup(parent_inode, name, pid)
+        if found is None:  # the client is closed: its references went with it
+            return
+        self._listings.looked_up(parent_inode)
+        self._remember(parent_inode, name, *found)
 
     def _cached_entry(self, parent: int, name: bytes) -> pyfuse3.EntryAttributes | None:
         """A lookup answered from our caches: a known inode, its name and attributes fresh."""

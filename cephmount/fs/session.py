@@ -106,6 +106,9 @@ class SessionKeeper(pyfuse3.Operations):
         if self._client is not None:
             self._client.close()
 
+    def looked_up(self, parent_inode: int, name: bytes, pid: int) -> None:
+        self.current.looked_up(parent_inode, name, pid)
+
     def unlinked(self, parent_inode: int, name: bytes) -> None:
         self.current.unlinked(parent_inode, name)
 

@@ -691,31 +691,63 @@ def test_a_closed_client_has_no_lookups_to_take(client_env: ClientEnv) -> None:
     assert client.drop_lookups() == 0 and client.waiting_lookups() == 0
 
 
-def native_lookup(address: int, name: bytes, pid: int) -> int:
-    """Call the native lookup handler as pyfuse3 does, with a LOOKUP request of `pid`'s."""
+def native_lookup(address: int, name: bytes, pid: int) -> tuple[int, bytes]:
+    """Call the native lookup handler as pyfuse3 does, with a LOOKUP request of `pid`'s:
+    its result, and the buffer (an answered entry is written over the request)."""
     import cephmount.ceph._native_io as native
 
     header = struct.pack("<IIQQIIIHH", 40 + len(name) + 1, 1, 1, 1, 0, 0, pid, 0, 0)
-    request = bytearray(header + name + b"\0")
-    return int(native.lib.cm_lookup(native.ffi.cast("void *", address),
-                                    native.ffi.from_buffer(request), len(request), 0))
+    request = header + name + b"\0"
+    buffer = bytearray(request) + bytearray(4096)  # room for the answer, as pyfuse3's
+    result = int(native.lib.cm_lookup(native.ffi.cast("void *", address),
+                                      native.ffi.from_buffer(buffer), len(request), 0))
+    return result, bytes(buffer)
 
 
-def test_an_entry_a_native_lookup_found_is_taken_by_its_own_caller_only(
+# struct fuse_entry_out: nodeid, generation, entry_valid, attr_valid (seconds), their
+# nanoseconds, then struct fuse_attr: ino, size, blocks, a/m/ctime, their nanoseconds,
+# mode, nlink, uid, gid, rdev, blksize, flags.
+ENTRY_OUT = struct.Struct("<QQQQII QQQQQQ III IIIIIII")
+
+
+def test_an_entry_a_native_lookup_found_is_answered_and_taken_by_its_own_caller_only(
         client: CephClient, work: tuple[Inode, bytes]) -> None:
-    """The found entry waits for the request it was found for (its caller's thread),
-    with its reference; an absent name is answered ENOENT, and leaves nothing."""
+    """A name found is answered (the entry, with the timeouts given), and its entry
+    waits for the request it was found for (its caller's thread), with its
+    reference; an absent name is answered ENOENT, and leaves nothing."""
     directory, _ = work
-    made, _, fh = client.create(directory, b"found", 0o644, os.O_WRONLY, ROOT)
+    made, stx, fh = client.create(directory, b"found", 0o644, os.O_WRONLY, ROOT)
+    client.write(fh, 0, b"twelve bytes")
     client.release(fh)
     client.put(made)
-    address, _owner = client.native_dir(directory, 4242)  # kept until the calls end
-    assert native_lookup(address, b"absent", os.getpid()) == -errno.ENOENT
-    assert native_lookup(address, b"found", os.getpid()) == 0
+    address, _owner = client.native_dir(directory, 4242, 1, 1.5, 0.25)  # kept: calls end
+    assert native_lookup(address, b"absent", os.getpid())[0] == -errno.ENOENT
+    result, answer = native_lookup(address, b"found", os.getpid())
+    assert result == ENTRY_OUT.size
+    fields = ENTRY_OUT.unpack_from(answer)
+    nodeid, generation, entry_s, attr_s, entry_ns, attr_ns, ino, size = fields[:8]
+    mode, nlink = fields[15:17]
+    assert (nodeid, generation, ino, size) == (made.ino, 0, made.ino, 12)
+    assert (mode, nlink) == (stx.mode, 1)
+    assert (entry_s, entry_ns, attr_s, attr_ns) == (1, 500_000_000, 0, 250_000_000)
     assert client.waiting_lookups() == 1
     assert client.take_lookup(4242, b"found", os.getpid() + 1) is None
     assert client.take_lookup(4241, b"found", os.getpid()) is None
     taken = client.take_lookup(4242, b"found", os.getpid())
     assert taken is not None and taken[0].ino == made.ino == taken[1].ino
+    client.put(taken[0])
+
+
+def test_a_native_lookup_leaves_the_mount_roots_entry_to_python(
+        client: CephClient, work: tuple[Inode, bytes]) -> None:
+    """The root's number is not its inode number (inodes.py): not answered in C."""
+    directory, _ = work
+    made, _, fh = client.create(directory, b"root-like", 0o644, os.O_WRONLY, ROOT)
+    client.release(fh)
+    address, _owner = client.native_dir(directory, 4242, made.ino, 1.0, 1.0)
+    client.put(made)
+    assert native_lookup(address, b"root-like", os.getpid())[0] == 0
+    taken = client.take_lookup(4242, b"root-like", os.getpid())
+    assert taken is not None and taken[0].ino == made.ino
     client.put(taken[0])
     assert client.waiting_lookups() == 0

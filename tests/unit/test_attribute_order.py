@@ -24,7 +24,7 @@ class FakeCeph:
         self.sync = self
         self._answers = answers
 
-    def native_dir(self, inode: Inode, fuse_ino: int) -> Any:
+    def native_dir(self, inode: Inode, fuse_ino: int, *timeouts: Any) -> Any:
         raise OSError(errno.ENOSYS, "no native lookups here")
 
     def take_lookup(self, parent: int, name: bytes, pid: int) -> None:

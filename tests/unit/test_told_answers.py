@@ -1,4 +1,5 @@
-"""What the trio thread does when told of an unlink answered in C (no cluster)."""
+"""What the trio thread does when told of a lookup or an unlink answered in C (no
+cluster)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,25 @@ async def test_a_directory_the_table_does_not_hold_loses_its_cached_attributes()
     ops._attrs.set(stranger, DIRECTORY._replace(ino=stranger))
     ops.unlinked(stranger, b"doomed")
     assert ops._attrs.get(stranger) is None
+
+
+class FindingCeph(TellingCeph):
+    """A lookup handler in C found `STAT` for the caller: its entry waits to be taken."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.waiting = [(Inode(STAT.ino, None), STAT)]
+
+    def take_lookup(self, parent: int, name: bytes, pid: int) -> Any:
+        return self.waiting.pop() if self.waiting else None
+
+
+async def test_a_lookup_answered_in_c_is_counted_and_cached() -> None:
+    ceph = FindingCeph()
+    ops = CephOperations(cast(AsyncCephClient, ceph), Inode(1, None))
+    ops.looked_up(ROOT, b"found", 1234)
+    assert not ceph.waiting
+    assert ops._inodes.handle(STAT.ino).ino == STAT.ino
+    assert ops._names.get((ROOT, b"found")) == STAT.ino
+    cached = ops._attrs.get(STAT.ino)
+    assert cached is not None and cached.size == STAT.size
