@@ -22,9 +22,11 @@ table in Python: the entry (its `Inode*`, with the reference `ll_lookup` took, a
 its attributes) waits in a list, which `CephOperations.looked_up` (told by pyfuse3
 of the answer, before the next request) or `CephOperations.lookup` takes with
 `cm_take_lookup`, keyed by client, directory and name, so that nothing asks
-libcephfs a second time. The key holds the caller's thread too (a thread has one request in
-flight), so that a request takes the entry found for itself, with its caller's
-credentials. Entries nobody took (requests dropped at shutdown) are freed by
+libcephfs a second time. The key holds the caller's thread too (a thread has one
+request in flight; it may ask again once answered, before the trio thread took the
+first entry, which is then taken first), so that a request takes the entry found
+for itself, with its caller's credentials. Entries nobody took (requests or
+notices dropped at shutdown) are freed by
 `cm_drop_lookups` once no call of a lookup handler of that client can run; their
 references go with the client (its unmount drops them, as it does the kernel's).
 
@@ -185,7 +187,7 @@ struct cm_dir {
     double attr_timeout;
 };
 
-/* An entry found, waiting for CephOperations.lookup to count it. */
+/* An entry found, waiting for CephOperations.looked_up or lookup to count it. */
 struct cm_found {
     struct cm_found *next;
     void *cmount;
@@ -333,19 +335,28 @@ ssize_t cm_unlink(void *arg, char *buf, size_t size, long off)
     return ret;
 }
 
+static int cm_found_for(const struct cm_found *found, void *cmount, uint64_t parent,
+                        const char *name, uint32_t pid)
+{
+    return found->cmount == cmount && found->parent == parent && found->pid == pid
+           && strcmp(found->name, name) == 0;
+}
+
 /* The entry a native lookup for `pid` found for `name` in `parent`: 1 with its
-   Inode* (and reference) and attributes (a struct ceph_statx) filled in, else 0. */
+   Inode* (and reference) and attributes (a struct ceph_statx) filled in, else 0.
+   The oldest, if several wait (the thread asked again once answered): requests are
+   told and taken in the order they were answered. */
 int cm_take_lookup(void *cmount, uint64_t parent, const char *name, uint32_t pid,
                    void **inode, void *stx)
 {
     pthread_mutex_lock(&found_lock);
-    struct cm_found **link = &found_list;
-    while (*link && ((*link)->cmount != cmount || (*link)->parent != parent
-                     || (*link)->pid != pid || strcmp((*link)->name, name) != 0))
-        link = &(*link)->next;
-    struct cm_found *found = *link;
+    struct cm_found **oldest = NULL;  /* the list is newest first */
+    for (struct cm_found **link = &found_list; *link; link = &(*link)->next)
+        if (cm_found_for(*link, cmount, parent, name, pid))
+            oldest = link;
+    struct cm_found *found = oldest ? *oldest : NULL;
     if (found)
-        *link = found->next;
+        *oldest = found->next;
     pthread_mutex_unlock(&found_lock);
     if (!found)
         return 0;

@@ -46,11 +46,11 @@ released or its directory's reference put, and no call of it runs when the Ceph
 client it points into is closed (`clear_all`, also after `close` when a lost
 session is dropped); what a call uses (the `struct cm_file`, `cm_inode` or
 `cm_dir`, the root UserPerm) is kept here until no call of it can run. An entry a
-lookup handler found holds its reference until its request takes it, or until the
-client goes (`clear_all` frees the entry once no handler of the client can add
-one). Clearing never waits on the trio thread for a call in flight, except where
-none can be (`clear_all`, once the main loop is over). A handler that cannot be set
-leaves its handle or inode on the Python path.
+lookup handler found holds its reference until its request, or the notice of its
+answer, takes it, or until the client goes (`clear_all` frees the entry once no
+handler of the client can add one). Clearing never waits on the trio thread for a
+call in flight, except where none can be (`clear_all`, once the main loop is over).
+A handler that cannot be set leaves its handle or inode on the Python path.
 """
 
 from __future__ import annotations

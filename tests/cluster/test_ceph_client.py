@@ -704,6 +704,7 @@ def native_lookup(address: int, name: bytes, pid: int) -> tuple[int, bytes]:
     return result, bytes(buffer)
 
 
+NS = 1_000_000_000
 # struct fuse_entry_out: nodeid, generation, entry_valid, attr_valid (seconds), their
 # nanoseconds, then struct fuse_attr: ino, size, blocks, a/m/ctime, their nanoseconds,
 # mode, nlink, uid, gid, rdev, blksize, flags.
@@ -725,10 +726,13 @@ def test_an_entry_a_native_lookup_found_is_answered_and_taken_by_its_own_caller_
     result, answer = native_lookup(address, b"found", os.getpid())
     assert result == ENTRY_OUT.size
     fields = ENTRY_OUT.unpack_from(answer)
-    nodeid, generation, entry_s, attr_s, entry_ns, attr_ns, ino, size = fields[:8]
-    mode, nlink = fields[15:17]
-    assert (nodeid, generation, ino, size) == (made.ino, 0, made.ino, 12)
-    assert (mode, nlink) == (stx.mode, 1)
+    nodeid, generation, entry_s, attr_s, entry_ns, attr_ns = fields[:6]
+    assert (nodeid, generation) == (made.ino, 0)
+    _, now = client.lookup(directory, b"found", ROOT)
+    assert fields[6:-1] == (
+        made.ino, 12, now.blocks, now.atime_ns // NS, now.mtime_ns // NS,
+        now.ctime_ns // NS, now.atime_ns % NS, now.mtime_ns % NS, now.ctime_ns % NS,
+        stx.mode, 1, now.uid, now.gid, now.rdev, now.blksize)
     assert (entry_s, entry_ns, attr_s, attr_ns) == (1, 500_000_000, 0, 250_000_000)
     assert client.waiting_lookups() == 1
     assert client.take_lookup(4242, b"found", os.getpid() + 1) is None
@@ -736,6 +740,26 @@ def test_an_entry_a_native_lookup_found_is_answered_and_taken_by_its_own_caller_
     taken = client.take_lookup(4242, b"found", os.getpid())
     assert taken is not None and taken[0].ino == made.ino == taken[1].ino
     client.put(taken[0])
+    assert client.waiting_lookups() == 0
+
+
+def test_entries_found_twice_for_one_caller_are_taken_oldest_first(
+        client: CephClient, work: tuple[Inode, bytes]) -> None:
+    """A thread may ask again once answered, before the first entry was taken: the
+    trio thread is told of the answers in order, and takes them in that order."""
+    directory, _ = work
+    first, _, fh = client.create(directory, b"twice", 0o644, os.O_WRONLY, ROOT)
+    client.release(fh)
+    address, _owner = client.native_dir(directory, 4242, 1, 1.0, 1.0)
+    assert native_lookup(address, b"twice", os.getpid())[0] == ENTRY_OUT.size
+    client.unlink(directory, b"twice", ROOT)
+    second, _, fh = client.create(directory, b"twice", 0o644, os.O_WRONLY, ROOT)
+    client.release(fh)
+    assert native_lookup(address, b"twice", os.getpid())[0] == ENTRY_OUT.size
+    taken = [client.take_lookup(4242, b"twice", os.getpid()) for _ in range(2)]
+    assert [entry[0].ino for entry in taken if entry] == [first.ino, second.ino]
+    for inode in (first, second, *(entry[0] for entry in taken if entry)):
+        client.put(inode)
 
 
 def test_a_native_lookup_leaves_the_mount_roots_entry_to_python(

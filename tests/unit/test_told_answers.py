@@ -62,10 +62,10 @@ class FindingCeph(TellingCeph):
 
     def __init__(self) -> None:
         super().__init__([])
-        self.waiting = [(Inode(STAT.ino, None), STAT)]
+        self.waiting = {(ROOT, b"found", 1234): (Inode(STAT.ino, None), STAT)}
 
     def take_lookup(self, parent: int, name: bytes, pid: int) -> Any:
-        return self.waiting.pop() if self.waiting else None
+        return self.waiting.pop((parent, name, pid), None)
 
 
 async def test_a_lookup_answered_in_c_is_counted_and_cached() -> None:
@@ -73,7 +73,7 @@ async def test_a_lookup_answered_in_c_is_counted_and_cached() -> None:
     ops = CephOperations(cast(AsyncCephClient, ceph), Inode(1, None))
     ops.looked_up(ROOT, b"found", 1234)
     assert not ceph.waiting
-    assert ops._inodes.handle(STAT.ino).ino == STAT.ino
     assert ops._names.get((ROOT, b"found")) == STAT.ino
     cached = ops._attrs.get(STAT.ino)
     assert cached is not None and cached.size == STAT.size
+    assert ops._inodes.forget(STAT.ino, 1) is not None  # one lookup counted
