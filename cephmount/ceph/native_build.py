@@ -270,6 +270,24 @@ static int caller_perms(const struct fuse_in_header *in, UserPerm **perms)
     return *perms ? 0 : -ENOMEM;
 }
 
+/* The answer to a LOOKUP that found a head inode: its size. */
+static ssize_t entry_out(const struct cm_dir *dir, const struct ceph_statx *stx,
+                         struct fuse_entry_out *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->nodeid = stx->stx_ino;
+    timeout_out(dir->entry_timeout, &out->entry_valid, &out->entry_valid_nsec);
+    timeout_out(dir->attr_timeout, &out->attr_valid, &out->attr_valid_nsec);
+    out->attr = (struct fuse_attr){
+        .ino = stx->stx_ino, .size = stx->stx_size, .blocks = stx->stx_blocks,
+        .atime = stx->stx_atime.tv_sec, .atimensec = stx->stx_atime.tv_nsec,
+        .mtime = stx->stx_mtime.tv_sec, .mtimensec = stx->stx_mtime.tv_nsec,
+        .ctime = stx->stx_ctime.tv_sec, .ctimensec = stx->stx_ctime.tv_nsec,
+        .mode = stx->stx_mode, .nlink = stx->stx_nlink, .uid = stx->stx_uid,
+        .gid = stx->stx_gid, .rdev = (uint32_t)stx->stx_rdev, .blksize = stx->stx_blksize };
+    return sizeof(*out);
+}
+
 ssize_t cm_lookup(void *arg, char *buf, size_t size, long off)
 {
     struct cm_dir *dir = arg;
@@ -301,37 +319,24 @@ ssize_t cm_lookup(void *arg, char *buf, size_t size, long off)
     found->next = found_list;
     found_list = found;
     pthread_mutex_unlock(&found_lock);
-    const struct ceph_statx *stx = &found->stx;
-    if (stx->stx_dev != CEPH_NOSNAP || stx->stx_ino > CM_INO_MASK
-            || stx->stx_ino == dir->root_ino)
+    if (found->stx.stx_dev != CEPH_NOSNAP || found->stx.stx_ino > CM_INO_MASK
+            || found->stx.stx_ino == dir->root_ino)
         return 0;  /* numbered in Python (vino.py, inodes.py) */
-    struct fuse_entry_out *out = (struct fuse_entry_out *)buf;  /* over the request */
-    memset(out, 0, sizeof(*out));
-    out->nodeid = stx->stx_ino;
-    timeout_out(dir->entry_timeout, &out->entry_valid, &out->entry_valid_nsec);
-    timeout_out(dir->attr_timeout, &out->attr_valid, &out->attr_valid_nsec);
-    out->attr = (struct fuse_attr){
-        .ino = stx->stx_ino, .size = stx->stx_size, .blocks = stx->stx_blocks,
-        .atime = stx->stx_atime.tv_sec, .atimensec = stx->stx_atime.tv_nsec,
-        .mtime = stx->stx_mtime.tv_sec, .mtimensec = stx->stx_mtime.tv_nsec,
-        .ctime = stx->stx_ctime.tv_sec, .ctimensec = stx->stx_ctime.tv_nsec,
-        .mode = stx->stx_mode, .nlink = stx->stx_nlink, .uid = stx->stx_uid,
-        .gid = stx->stx_gid, .rdev = (uint32_t)stx->stx_rdev, .blksize = stx->stx_blksize };
-    return sizeof(*out);
+    return entry_out(dir, &found->stx, (struct fuse_entry_out *)buf);  /* over the request */
 }
 
 ssize_t cm_unlink(void *arg, char *buf, size_t size, long off)
 {
-    struct cm_dir *dir = arg;
-    const struct fuse_in_header *in = (const void *)buf;
+    const struct cm_dir *dir = arg;
     UserPerm *perms;
     (void)size;
     (void)off;
-    int ret = caller_perms(in, &perms);
-    if (ret < 0)
-        return ret;
-    ret = ceph_ll_unlink(dir->cmount, dir->inode, (const char *)(in + 1), perms);
-    ceph_userperm_destroy(perms);
+    int ret = caller_perms((const struct fuse_in_header *)buf, &perms);
+    if (ret == 0) {
+        ret = ceph_ll_unlink(dir->cmount, dir->inode, buf + sizeof(struct fuse_in_header),
+                             perms);
+        ceph_userperm_destroy(perms);
+    }
     return ret;
 }
 
