@@ -325,7 +325,7 @@ class CephOperations(pyfuse3.Operations):
         return entry
 
     def _remember(self, parent: int, name: bytes, handle: Inode,
-                        stx: StatX) -> pyfuse3.EntryAttributes:
+                  stx: StatX) -> pyfuse3.EntryAttributes:
         """Count a lookup the kernel will hold, cache the name and describe the entry."""
         fuse_ino = self._count_lookup(handle)
         self._names.set((parent, name), fuse_ino)
