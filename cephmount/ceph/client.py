@@ -166,7 +166,7 @@ class NativeFunctions(NamedTuple):
 
     read: int
     write: int
-    get_capabilities: int
+    getxattr: int
     getattr: int
     lookup: int
     unlink: int
@@ -177,8 +177,23 @@ def native_functions() -> NativeFunctions:
 
     nffi = _native_io.ffi
     return NativeFunctions(*(int(nffi.cast("uintptr_t", nffi.addressof(_native_io.lib, name)))
-                             for name in ("cm_read", "cm_write", "cm_get_capabilities",
+                             for name in ("cm_read", "cm_write", "cm_getxattr",
                                           "cm_getattr", "cm_lookup", "cm_unlink")))
+
+
+def native_attributes_seen(node: Any, stx: StatX) -> None:
+    """What `cm_attrs_seen` says of a `struct cm_inode` (`native_inode`'s)."""
+    import cephmount.ceph._native_io as _native_io
+
+    _native_io.lib.cm_attrs_seen(node, stx.version, stx.size, stx.mtime_ns)
+
+
+def expire_native_attributes() -> None:
+    """Every `struct cm_inode`'s next GETATTR is checked against the MDS
+    (`cm_expire_attrs`)."""
+    import cephmount.ceph._native_io as _native_io
+
+    _native_io.lib.cm_expire_attrs()
 
 
 def _native_struct(ctype: str, pointers: Mapping[str, Any]) -> tuple[int, Any]:
@@ -638,13 +653,13 @@ class CephClient:
             "cmount": self._live(), "fh": fh.ptr, "inode": fh.inode, "root": root})
         return address, (file, root)  # the UserPerm too: our LRU of them may free it
 
-    def native_inode(self, fh: FileHandle, fuse_ino: int, ttl: float) -> tuple[int, Any]:
-        """As `native_file`, a `struct cm_inode` for the inode of `fh`, known to the
-        kernel as `fuse_ino`, whose attributes are checked against the MDS at most
-        once a `ttl` (seconds)."""
+    def native_inode(self, inode: Inode, fuse_ino: int, ttl: float) -> tuple[int, Any]:
+        """As `native_file`, a `struct cm_inode` for `inode`, known to the kernel as
+        `fuse_ino`, whose attributes are checked against the MDS at most once a `ttl`
+        (seconds). The owner's first item is the struct."""
         root = self._perm(ROOT)
         address, node = _native_struct("struct cm_inode *", {
-            "cmount": self._live(), "inode": fh.inode, "root": root})
+            "cmount": self._live(), "inode": inode.ptr, "root": root})
         node.fuse_ino, node.ttl_ns = fuse_ino, int(ttl * 1e9)
         return address, (node, root)
 

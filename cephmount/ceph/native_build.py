@@ -6,11 +6,20 @@ with no Python in between. A write first asks libcephfs (from its xattr caps, no
 MDS round trip while it holds them) whether the file has capabilities: if it has,
 or the ask fails, the write fails with EPERM or that error, which hands the request
 to `CephOperations.write`, whose `CephClient.write` removes them first, as every
-write must. While a file is written natively, `cm_get_capabilities` answers the
-kernel's own ask for them before each write, the same way, and `cm_getattr` its
-asks for the attributes: libcephfs's view, which includes this client's writes,
-checked against the MDS (where libcephfs's caps do not cover them) at most once a
-`cache_ttl`, as `CephOperations.getattr` does.
+write must.
+
+The GETATTRs of a file the kernel holds, once CephOperations has seen its
+attributes, are answered by `cm_getattr`: libcephfs's view, which includes this
+client's writes, checked against the MDS (where libcephfs's caps do not cover
+them) at most once a `cache_ttl`, as `CephOperations.getattr` does, and at the
+next GETATTR after a listing sent the file (`checked_until_ns` zeroed) or the
+kernel's cached listing was served (`cm_expire_attrs`). Attributes that moved
+since CephOperations' change checks last saw them are told to it, before any
+request the answer lets through, unless the file is being written natively
+(whose handle's end drops what we cached of it). Its GETXATTRs of `security.`
+attributes, which any caller may read (the kernel's ask for capabilities before
+each write, `ls -l`'s for `security.selinux`), are answered by `cm_getxattr`,
+from libcephfs's xattr caps.
 
 A LOOKUP in a directory the kernel holds is asked of libcephfs by `cm_lookup` on
 the reading thread, with the caller's uid, gid and supplementary groups (read from
@@ -33,8 +42,11 @@ references go with the client (its unmount drops them, as it does the kernel's).
 An UNLINK in such a directory is done by `cm_unlink` there too, as the caller, and
 answered if it succeeded; pyfuse3 then tells `CephOperations.unlinked`, which
 forgets what the name and the directory's attributes were, before it takes any
-request the answer let through. A failed one goes to `CephOperations.unlink`,
-which asks again and answers the failure (a failed unlink changed nothing).
+request the answer let through, and every GETATTR answered here after it is
+checked (`cm_expire_attrs`: the name may have been the file's last link, which a
+GETATTR answered before the trio thread is told must not miss). A failed one goes
+to `CephOperations.unlink`, which asks again and answers the failure (a failed
+unlink changed nothing).
 
 `scripts/install.sh` runs this (cffi's API mode, gcc, libcephfs-dev's headers);
 it writes the extension module next to this file.
@@ -64,9 +76,17 @@ struct cm_inode {
     uint64_t fuse_ino;
     uint64_t ttl_ns;
     uint64_t checked_until_ns;
+    uint64_t checked_epoch;
+    uint64_t seen_version;
+    uint64_t seen_size;
+    uint64_t seen_mtime_ns;
+    uint32_t writing;
+    uint32_t tell_next;
 };
-ssize_t cm_get_capabilities(void *arg, char *buf, size_t size, long off);
+ssize_t cm_getxattr(void *arg, char *buf, size_t size, long off);
 ssize_t cm_getattr(void *arg, char *buf, size_t size, long off);
+void cm_attrs_seen(struct cm_inode *node, uint64_t version, uint64_t size, uint64_t mtime_ns);
+void cm_expire_attrs(void);
 struct cm_dir {
     void *cmount;
     void *inode;
@@ -103,17 +123,28 @@ struct cm_file {
     void *root;             /* UserPerm * of root */
 };
 
-/* An inode written natively (what GETATTR and GETXATTR handlers get). */
+/* An inode whose attributes are answered here (what GETATTR and GETXATTR
+   handlers get). The fields after ttl_ns are read and written by several threads,
+   each on its own: a torn view can only make cm_getattr check or tell once more. */
 struct cm_inode {
     void *cmount;
     void *inode;            /* struct Inode *, with a reference of the kernel's */
     void *root;
     uint64_t fuse_ino;      /* the kernel's number for it */
     uint64_t ttl_ns;        /* how long a check against the MDS holds */
-    uint64_t checked_until_ns;  /* CLOCK_MONOTONIC */
+    uint64_t checked_until_ns;  /* CLOCK_MONOTONIC; 0: check at the next GETATTR */
+    uint64_t checked_epoch; /* attr_epoch when checked */
+    uint64_t seen_version;  /* what CephOperations' change checks last saw */
+    uint64_t seen_size;
+    uint64_t seen_mtime_ns;
+    uint32_t writing;       /* a handle writes the file natively: tell nothing */
+    uint32_t tell_next;     /* tell of the next GETATTR, whatever it finds */
 };
 
 static const char CAPABILITY[] = "security.capability";
+
+/* Moved by cm_expire_attrs: every inode's next GETATTR is checked. */
+static uint64_t attr_epoch;
 
 ssize_t cm_read(void *arg, char *buf, size_t size, long off)
 {
@@ -130,11 +161,16 @@ ssize_t cm_write(void *arg, char *buf, size_t size, long off)
     return ceph_ll_write(file->cmount, file->fh, off, size, buf);
 }
 
-ssize_t cm_get_capabilities(void *arg, char *buf, size_t size, long off)
+/* An attribute any caller may read (the handler takes one namespace): as root. */
+ssize_t cm_getxattr(void *arg, char *buf, size_t size, long off)
 {
     struct cm_inode *node = arg;
+    char name[256];
     (void)off;
-    return ceph_ll_getxattr(node->cmount, node->inode, CAPABILITY, size ? buf : NULL, size,
+    if (strlen(buf) >= sizeof(name))
+        return -ENAMETOOLONG;  /* for Python's handler to answer */
+    strcpy(name, buf);
+    return ceph_ll_getxattr(node->cmount, node->inode, name, size ? buf : NULL, size,
                             node->root);
 }
 
@@ -145,13 +181,51 @@ static uint64_t now_ns(void)
     return (uint64_t)now.tv_sec * 1000000000u + now.tv_nsec;
 }
 
+void cm_expire_attrs(void)
+{
+    __atomic_add_fetch(&attr_epoch, 1, __ATOMIC_RELAXED);
+}
+
+/* CephOperations' change checks saw these attributes, as fresh as a check against
+   the MDS: the next one is due a ttl from now, as its cache's entry is. */
+void cm_attrs_seen(struct cm_inode *node, uint64_t version, uint64_t size, uint64_t mtime_ns)
+{
+    __atomic_store_n(&node->seen_version, version, __ATOMIC_RELAXED);
+    __atomic_store_n(&node->seen_size, size, __ATOMIC_RELAXED);
+    __atomic_store_n(&node->seen_mtime_ns, mtime_ns, __ATOMIC_RELAXED);
+    __atomic_store_n(&node->checked_epoch, __atomic_load_n(&attr_epoch, __ATOMIC_RELAXED),
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&node->checked_until_ns, now_ns() + node->ttl_ns, __ATOMIC_RELAXED);
+}
+
+/* Whether `stx` differs from what the change checks last saw (and note it if so). */
+static int cm_moved(struct cm_inode *node, const struct ceph_statx *stx)
+{
+    uint64_t mtime_ns = (uint64_t)stx->stx_mtime.tv_sec * 1000000000u + stx->stx_mtime.tv_nsec;
+    if (__atomic_load_n(&node->writing, __ATOMIC_RELAXED)
+            || (__atomic_load_n(&node->seen_version, __ATOMIC_RELAXED) == stx->stx_version
+                && __atomic_load_n(&node->seen_size, __ATOMIC_RELAXED) == stx->stx_size
+                && __atomic_load_n(&node->seen_mtime_ns, __ATOMIC_RELAXED) == mtime_ns))
+        return 0;
+    __atomic_store_n(&node->seen_version, stx->stx_version, __ATOMIC_RELAXED);
+    __atomic_store_n(&node->seen_size, stx->stx_size, __ATOMIC_RELAXED);
+    __atomic_store_n(&node->seen_mtime_ns, mtime_ns, __ATOMIC_RELAXED);
+    return 1;
+}
+
+/* 0, or 1 when the attributes moved since CephOperations' change checks saw them
+   (or it asked, tell_next): pyfuse3 then tells CephOperations.attributes_sent before
+   any request the answer lets through (a read of what another node appended finds
+   our blocks dropped). */
 ssize_t cm_getattr(void *arg, char *buf, size_t size, long off)
 {
     struct cm_inode *node = arg;
     struct ceph_statx stx;
     struct stat *st = (struct stat *)buf;
     uint64_t now = now_ns();
-    int cached = now < __atomic_load_n(&node->checked_until_ns, __ATOMIC_RELAXED);
+    uint64_t epoch = __atomic_load_n(&attr_epoch, __ATOMIC_RELAXED);
+    int cached = now < __atomic_load_n(&node->checked_until_ns, __ATOMIC_RELAXED)
+                 && epoch == __atomic_load_n(&node->checked_epoch, __ATOMIC_RELAXED);
     (void)off;
     if (size < sizeof(*st))
         return -EINVAL;
@@ -159,8 +233,10 @@ ssize_t cm_getattr(void *arg, char *buf, size_t size, long off)
                               cached ? AT_STATX_DONT_SYNC : 0, node->root);
     if (ret < 0)
         return ret;
-    if (!cached)
+    if (!cached) {
+        __atomic_store_n(&node->checked_epoch, epoch, __ATOMIC_RELAXED);
         __atomic_store_n(&node->checked_until_ns, now + node->ttl_ns, __ATOMIC_RELAXED);
+    }
     memset(st, 0, sizeof(*st));
     st->st_ino = node->fuse_ino;
     st->st_mode = stx.stx_mode;
@@ -174,7 +250,8 @@ ssize_t cm_getattr(void *arg, char *buf, size_t size, long off)
     st->st_atim = stx.stx_atime;
     st->st_mtim = stx.stx_mtime;
     st->st_ctim = stx.stx_ctime;
-    return 0;
+    int moved = cm_moved(node, &stx);
+    return __atomic_exchange_n(&node->tell_next, 0, __ATOMIC_RELAXED) || moved;
 }
 
 /* A directory whose LOOKUPs are asked here first. */
@@ -337,6 +414,8 @@ ssize_t cm_unlink(void *arg, char *buf, size_t size, long off)
                              perms);
         ceph_userperm_destroy(perms);
     }
+    if (ret == 0)  /* the file's link count: no GETATTR answered here may miss it */
+        cm_expire_attrs();
     return ret;
 }
 

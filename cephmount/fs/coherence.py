@@ -217,13 +217,15 @@ class ListingVersions:
         """A READDIRPLUS listing of `parent_ino` starts from its first entry."""
         self._order[parent_ino] = []
 
-    def listed(self, entry_ino: int, parent_ino: int) -> None:
-        """`entry_ino` went to the kernel in a READDIRPLUS listing of `parent_ino`."""
+    def listed(self, entry_ino: int, parent_ino: int) -> int:
+        """`entry_ino` went to the kernel in a READDIRPLUS listing of `parent_ino`:
+        its place in the listing."""
         order = self._order.get(parent_ino)
         if order is None:
             order = self._order[parent_ino] = []
         self._listed_at[entry_ino] = (parent_ino, len(order))
         order.append(entry_ino)
+        return len(order) - 1
 
     def following(self, entry_ino: int, count: int) -> list[int]:
         """Up to `count` entries listed right after `entry_ino` (none if it was not)."""

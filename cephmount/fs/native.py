@@ -21,11 +21,20 @@ Python handlers do besides calling libcephfs decides which handles may have them
   blocks misses those writes: the caller asks `writing` before answering
   attributes from its cache, and drops the file's blocks and refreshes its
   attributes when the handle stops writing natively.
-- While any handle writes a file natively, the kernel's ask for its
-  `security.capability` before each write, and for its attributes, are answered
-  in C too, by libcephfs: capabilities from its xattr caps (coherent across
-  nodes), attributes from its own view (with this client's writes), checked
-  against the MDS at most once a `cache_ttl` as `CephOperations.getattr` does.
+- Attributes: the GETATTRs of every file (not directory) the kernel holds whose
+  attributes `CephOperations` has seen (`attributes`), and of every file written
+  natively, are answered in C, by libcephfs: its own view (with this client's
+  writes), checked against the MDS at most once a `cache_ttl` as
+  `CephOperations.getattr` does, and wherever it drops its cached entry (a change
+  here, a listing that sent the file: `expire`; the kernel serving a cached
+  listing: `expire_attributes`). An answer whose change counter, size or mtime
+  moved since the change checks last saw them is told to
+  `CephOperations.attributes_sent` before any request it lets through, so our
+  blocks of a file another node changed are dropped before the next read (not
+  while a handle writes the file natively: its end drops them). So are their
+  GETXATTRs of `security.` attributes, which any caller may read (the kernel's
+  ask for capabilities before each write; `ls -l`'s for `security.selinux`):
+  from libcephfs's xattr caps, coherent across nodes.
 - Lookups: in every directory a lookup reached Python in (`serve_lookups`), until
   the kernel forgets it. libcephfs is asked on the reading thread, as the caller;
   an absent name is answered there (nothing of ours caches absence), and so is a
@@ -57,15 +66,21 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pyfuse3
 import trio
 
-from cephmount.ceph.client import CAPABILITY_XATTR, CephClient, native_functions
+from cephmount.ceph.client import (
+    CephClient,
+    expire_native_attributes,
+    native_attributes_seen,
+    native_functions,
+)
 from cephmount.ceph.errors import CephError
 from cephmount.ceph.structs import Inode, StatX
 from cephmount.fs.coherence import CoherencePolicy
@@ -73,6 +88,7 @@ from cephmount.fs.opstats import LATENCY_BUCKETS
 from cephmount.fs.reads import OpenFile
 
 WRITES_BEFORE_NATIVE = 2
+SHARED_XATTRS = b"security."  # the namespace whose GETXATTRs are answered in C
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +101,13 @@ class _Registered:
 
 
 class NativeHandlers:
-    def __init__(self, client: CephClient, policy: CoherencePolicy, root_ino: int) -> None:
+    def __init__(self, client: CephClient, policy: CoherencePolicy, root_ino: int,
+                 inode_of: Callable[[int], Inode]) -> None:
+        """`inode_of` gives the inode table's handle of a FUSE inode number."""
         self._client = client
         self._policy = policy
         self._root_ino = root_ino
+        self._inode_of = inode_of
         self._functions = native_functions()
         self._registered: dict[int, _Registered] = {}
         self._writers: Counter[int] = Counter()  # fuse inode -> handles writing natively
@@ -138,14 +157,12 @@ class NativeHandlers:
         if registered is None:
             return False
         fuse_ino = registered.of.fuse_ino
-        inodes: tuple[int, ...] = ()
         if registered.writes:
             self._writers[fuse_ino] -= 1
             if not self._writers[fuse_ino]:
                 del self._writers[fuse_ino]
-                inodes = (fuse_ino,)
-                self._retire(self._inodes.pop(fuse_ino))
-        pyfuse3.clear_native_handlers((fh,), inodes, False)
+                self._inodes[fuse_ino][0].writing = 0
+        pyfuse3.clear_native_handlers((fh,), (), False)
         self._retire(registered.owner)
         return registered.writes
 
@@ -211,7 +228,7 @@ class NativeHandlers:
 
     def forgotten(self, fuse_ino: int) -> None:
         """The kernel forgot `fuse_ino`: before its reference is put."""
-        owner = self._dirs.pop(fuse_ino, None)
+        owner = self._dirs.pop(fuse_ino, None) or self._inodes.pop(fuse_ino, None)
         if owner is not None:
             pyfuse3.clear_native_handlers((), (fuse_ino,), False)
             self._retire(owner)
@@ -219,6 +236,45 @@ class NativeHandlers:
     def writing(self, fuse_ino: int) -> bool:
         """Whether a handle writes `fuse_ino` natively (our cached attributes miss it)."""
         return fuse_ino in self._writers
+
+    def serves_attributes(self, fuse_ino: int) -> bool:
+        """Whether `fuse_ino`'s GETATTRs are answered in C: one that reaches Python
+        was handed back, and the change checks need fresh attributes."""
+        return fuse_ino in self._inodes
+
+    def attributes(self, fuse_ino: int, stx: StatX) -> None:
+        """The change checks saw `stx` of `fuse_ino`, fresh: its GETATTRs are answered
+        in C from now on (not a directory's), checked again a `cache_ttl` later (as
+        our cache's entry would be), and told only of attributes that differ."""
+        owner = self._inodes.get(fuse_ino)
+        if owner is None:
+            if self._closed or stat.S_ISDIR(stx.mode):
+                return
+            try:
+                owner = self._serve_attributes(fuse_ino)
+            except (OSError, CephError, pyfuse3.FUSEError) as exc:
+                log.warning("attributes of inode %d stay on the Python path: %s", fuse_ino, exc)
+                return
+        native_attributes_seen(owner[0], stx)
+
+    def expire(self, fuse_ino: int) -> None:
+        """`fuse_ino`'s next GETATTR is checked against the MDS (our cache's entry of
+        it was dropped: a change here, a listing that sent it)."""
+        owner = self._inodes.get(fuse_ino)
+        if owner is not None:
+            owner[0].checked_until_ns = 0
+
+    def tell_next_getattr(self, fuse_ino: int) -> None:
+        """`CephOperations.attributes_sent` is told of `fuse_ino`'s next GETATTR
+        answered in C (a listing counts the stats of its first entries)."""
+        owner = self._inodes.get(fuse_ino)
+        if owner is not None:
+            owner[0].tell_next = 1
+
+    @staticmethod
+    def expire_attributes() -> None:
+        """Every inode's next GETATTR is checked against the MDS."""
+        expire_native_attributes()
 
     def _retire(self, owner: Any) -> None:
         if not pyfuse3.draining_native_handlers():
@@ -230,27 +286,31 @@ class NativeHandlers:
         if self._closed:
             return False
         try:
-            if writes and not self._writers[of.fuse_ino]:
-                self._set_inode(of)
+            if writes:  # its GETATTRs tell nothing while it is written natively
+                node = (self._inodes.get(of.fuse_ino) or self._serve_attributes(of.fuse_ino))[0]
+                node.writing = 1
             address, owner = self._client.native_file(of.handle)
             functions = self._functions
             pyfuse3.set_native_handler(fh, functions.read, functions.write if writes else 0,
                                        address)
-        except (OSError, CephError) as exc:
+        except (OSError, CephError, pyfuse3.FUSEError) as exc:
             log.warning("handle %d stays on the Python path: %s", fh, exc)
             if writes and not self._writers[of.fuse_ino] and of.fuse_ino in self._inodes:
-                pyfuse3.clear_native_handlers((), (of.fuse_ino,), False)
-                self._retire(self._inodes.pop(of.fuse_ino))
+                self._inodes[of.fuse_ino][0].writing = 0
             return False
         self._registered[fh] = _Registered(of, writes, owner)
         if writes:
             self._writers[of.fuse_ino] += 1
         return True
 
-    def _set_inode(self, of: OpenFile) -> None:
-        address, self._inodes[of.fuse_ino] = self._client.native_inode(
-            of.handle, of.fuse_ino, self._policy.cache_ttl)
+    def _serve_attributes(self, fuse_ino: int) -> Any:
+        """Answer `fuse_ino`'s GETATTRs and `security.` GETXATTRs in C: the owner
+        of its struct cm_inode."""
+        address, owner = self._client.native_inode(
+            self._inode_of(fuse_ino), fuse_ino, self._policy.cache_ttl)
         pyfuse3.set_native_inode_handlers(
-            of.fuse_ino, address, getattr=self._functions.getattr,
+            fuse_ino, address, getattr=self._functions.getattr,
             attr_timeout=self._policy.attr_timeout,
-            getxattr=self._functions.get_capabilities, xattr_name=CAPABILITY_XATTR)
+            getxattr=self._functions.getxattr, xattr_name=SHARED_XATTRS)
+        self._inodes[fuse_ino] = owner
+        return owner

@@ -220,7 +220,7 @@ class CephOperations(pyfuse3.Operations):
         self._attrs: ExpiringMap[StatX] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._heap = HeapReleaser()
-        self._native = NativeHandlers(ceph.sync, self._policy, root.ino)
+        self._native = NativeHandlers(ceph.sync, self._policy, root.ino, self._inodes.handle)
         self._reader = CachedReader(ceph, self.blocks, self._heap)
         self._append_locks: dict[int, trio.Lock] = {}
         self._lock_owners: dict[int, set[int]] = {}  # ceph inode -> owners that took locks
@@ -362,11 +362,18 @@ class CephOperations(pyfuse3.Operations):
         changed = self._changes.changed(stx)
         if changed:
             self.invalidator.file_changed(stx.ino)
+        self._native.attributes(fuse_ino, stx)
         return changed if report_change else self._entry(fuse_ino, stx)
+
+    def _drop_attrs(self, fuse_ino: int) -> None:
+        """Forget our cached attributes of `fuse_ino`: its next GETATTR, here or in C,
+        asks libcephfs (answered from its caps, or by the MDS)."""
+        self._attrs.drop(fuse_ino)
+        self._native.expire(fuse_ino)
 
     def _changed_here(self, fuse_ino: int) -> None:
         """This node changed the inode: what we cached of its attributes is stale."""
-        self._attrs.drop(fuse_ino)
+        self._drop_attrs(fuse_ino)
         self._xattrs.drop(fuse_ino)
 
     def _name_changed(self, parent: int, name: bytes) -> None:
@@ -390,7 +397,7 @@ class CephOperations(pyfuse3.Operations):
         try:
             handle = await self._handle(fuse_ino)
         except (CephError, pyfuse3.FUSEError):  # the change is done: never fail it here
-            self._attrs.drop(fuse_ino)
+            self._drop_attrs(fuse_ino)
             return
         self._keep_attrs(fuse_ino, handle)
 
@@ -399,7 +406,7 @@ class CephOperations(pyfuse3.Operations):
         try:
             stx = self._ceph.sync.cached_getattr(handle)
         except CephError:  # the change is done: never fail it here
-            self._attrs.drop(fuse_ino)
+            self._drop_attrs(fuse_ino)
             return
         self._attrs.update(fuse_ino, stx)
 
@@ -569,7 +576,8 @@ class CephOperations(pyfuse3.Operations):
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         if self._native.writing(inode):  # our entry misses those writes
             await self._refresh_attrs(inode)
-        stx = self._attrs.get(inode)
+        # One the native handler handed back may have told the change checks nothing.
+        stx = None if self._native.serves_attributes(inode) else self._attrs.get(inode)
         if stx is not None:
             self.blocks.stats.attr_hits += 1
             return self._entry(inode, stx)
@@ -579,6 +587,24 @@ class CephOperations(pyfuse3.Operations):
         entry = self._fresh_attrs(inode, stx)
         await self._prefetch_attrs(inode, cred)
         return entry
+
+    def attributes_sent(self, inode: int) -> None:
+        """A GETATTR answered in C (fs/native.py) sent attributes that moved since the
+        change checks last saw them: they check libcephfs's view now, before any
+        request the answer let through (a read of what another node appended); or
+        the first after a listing sent it, which counts as a stat of the listing."""
+        self._listings.statted(inode)
+        try:
+            handle = self._inodes.handle(inode)
+        except pyfuse3.FUSEError:  # forgotten meanwhile: nothing of it is cached
+            return
+        try:
+            stx = self._ceph.sync.cached_getattr(handle)
+        except CephError:  # a lost session: drop what we cached of it
+            self._drop_attrs(inode)
+            self.invalidator.file_changed(handle.ino)
+            return
+        self._fresh_attrs(inode, stx)
 
     async def _prefetch_attrs(self, inode: int, cred: Credentials) -> None:
         """Attributes of the entries listed after `inode`, which `ls -l` stats next:
@@ -720,7 +746,7 @@ class CephOperations(pyfuse3.Operations):
         try:
             handle = self._inodes.handle(parent_inode)
         except pyfuse3.FUSEError:  # not this instance's (a session replaced meanwhile)
-            self._attrs.drop(parent_inode)
+            self._drop_attrs(parent_inode)
             return
         self._keep_attrs(parent_inode, handle)
 
@@ -753,7 +779,7 @@ class CephOperations(pyfuse3.Operations):
         """A name goes away: drop it and the attributes of what it named (nlink, ctime)."""
         fuse_ino = self._names.get((parent, name))
         if fuse_ino is not None:
-            self._attrs.drop(fuse_ino)
+            self._drop_attrs(fuse_ino)
         self._name_changed(parent, name)
 
     async def _refuse_existing(self, parent: Inode, name: bytes, cred: Credentials) -> None:
@@ -1036,6 +1062,7 @@ class CephOperations(pyfuse3.Operations):
                 info.keep_cache = unchanged
             if info.keep_cache:
                 self._attrs.clear()
+                self._native.expire_attributes()
         handle = await self._ceph.opendir(inode_handle, cred)
         info.fh = self._handles.allocate(handle.ino, 0, HandleKind.DIRECTORY)
         self._dirs[info.fh] = handle
@@ -1136,10 +1163,11 @@ class CephOperations(pyfuse3.Operations):
             entry.st_mode = item.stat.mode
         if not pyfuse3.readdir_reply(token, item.name, entry, item.offset):
             return False
-        self._attrs.drop(fuse_ino)
+        self._drop_attrs(fuse_ino)
         if item.inode is not None:
             self._count_lookup(item.inode)
-            self._listings.listed(fuse_ino, parent)
+            if self._listings.listed(fuse_ino, parent) < ListingVersions.LOOKUPS_MEAN_STATS:
+                self._native.tell_next_getattr(fuse_ino)  # a stat of it counts (`statted`)
         return True
 
     @ceph_errors

@@ -112,6 +112,9 @@ class SessionKeeper(pyfuse3.Operations):
     def unlinked(self, parent_inode: int, name: bytes) -> None:
         self.current.unlinked(parent_inode, name)
 
+    def attributes_sent(self, inode: int) -> None:
+        self.current.attributes_sent(inode)
+
     async def forward(self, name: str, args: tuple[Any, ...]) -> Any:
         """Run request `name` on the current instance; once more on a new session if lost."""
         operations = self.current

@@ -24,8 +24,10 @@ import cephfs
 import pytest
 
 from cephmount.devcluster import ClientEnv
+from cephmount.fs.coherence import POLICIES
 from cephmount.fs.mount import LIBCEPHFS_OBJECT_CACHE
 from cephmount.fs.native import WRITES_BEFORE_NATIVE
+from cephmount.fs.options import Coherence
 from tests.fuse.conftest import cephmount_at, cephmount_cli
 from tests.soak.churn import rss_bytes, status_bytes
 
@@ -478,6 +480,32 @@ def test_a_listing_shows_sizes_written_and_closed_on_another_node(
         assert listed_sizes(a) == expected, f"trial {trial}"
 
 
+def test_a_reader_holding_a_file_reads_the_change_a_listing_shows(
+        nodes: dict[str, Node], shared: str) -> None:
+    """Once `ls -l` shows another node's change (a listing is an open of every
+    entry), a reader that kept the file open reads the new content, not our blocks
+    of the old: the stat answered in C tells the block cache of the change."""
+    a, b = nodes["a"].root / shared, nodes["b"].root / shared
+    (b / "f").write_bytes(b"0" * 4096)
+    # B keeps the file open for writing: A's libcephfs then gets no cache caps, and
+    # no callback of theirs drops our blocks.
+    writer = os.open(b / "f", os.O_RDWR)
+    try:
+        with open(a / "f", "rb") as reader:
+            assert reader.read() == b"0" * 4096
+            for trial in range(1, 21):
+                content = str(trial % 10).encode() * (4096 * (trial % 3 + 1) + trial)
+                os.pwrite(writer, content, 0)
+                os.ftruncate(writer, len(content))
+                os.fsync(writer)
+                (b / f"new-{trial}").touch()  # a changed directory: not listed by the kernel
+                assert listed_sizes(a)["f"] == len(content), f"trial {trial}"
+                reader.seek(0)
+                assert reader.read() == content, f"trial {trial}"
+    finally:
+        os.close(writer)
+
+
 def listing_requests(node: Node) -> int:
     ops = node.stats()["op_stats"]["ops"]
     return ops.get("readdir", {}).get("count", 0)
@@ -528,16 +556,69 @@ def test_an_unchanged_listing_is_served_by_the_kernel(nodes: dict[str, Node],
     assert sorted(os.listdir(nodes["strict"].root / shared)) == first
 
 
+def test_a_directory_listed_and_statted_is_listed_afresh(nodes: dict[str, Node],
+                                                         shared: str) -> None:
+    """`ls -l` again gets a fresh READDIRPLUS, not the kernel's cached listing (whose
+    stats would be LOOKUPs, mostly MDS round trips), though its stats are answered
+    in C (the entries are this node's)."""
+    a = nodes["a"].root / shared
+    for i in range(40):
+        (a / f"entry-{i}").touch()
+    listed_sizes(a)
+    for _ in range(3):
+        requests = listing_requests(nodes["a"])
+        listed_sizes(a)
+        assert listing_requests(nodes["a"]) > requests
+
+
 def test_ls_l_gets_the_attributes_of_entries_listed_next_in_batches(
         nodes: dict[str, Node], shared: str) -> None:
-    """After a listing, one stat fetches the attributes of the entries listed next."""
-    a = nodes["c"].root / shared
+    """After a listing, one stat fetches the attributes of the entries listed next,
+    whose stats are then answered in C."""
     for i in range(200):
-        (a / f"entry-{i}").touch()
+        (nodes["b"].root / shared / f"entry-{i}").touch()
     before = nodes["c"].stats()
-    assert len(listed_sizes(a)) == 200
+    assert len(listed_sizes(nodes["c"].root / shared)) == 200
     after = nodes["c"].stats()
-    assert after["attr_hits"] - before["attr_hits"] >= 150
+    assert after["native_getattrs"] - before["native_getattrs"] >= 150
+    assert in_python(after, "getattr") - in_python(before, "getattr") <= 50
+
+
+def test_ls_l_is_answered_in_c_and_shows_every_change(
+        nodes: dict[str, Node], shared: str) -> None:
+    """A second `ls -l` asks nothing of Python per entry (GETATTR and the GETXATTR
+    of `security.selinux` answered in C), and still shows sizes written on another
+    node since the first."""
+    a, b = nodes["a"].root / shared, nodes["b"].root / shared
+    for i in range(100):
+        (b / f"f{i}").write_bytes(b"x" * i)
+    assert listed_sizes(a) == {f"f{i}": i for i in range(100)}
+    for i in range(0, 100, 10):
+        (b / f"f{i}").write_bytes(b"y" * (i + 1000))
+    time.sleep(POLICIES[Coherence.DEFAULT].attr_timeout)  # the kernel's own cache of them
+    before = nodes["a"].stats()
+    listed = {name: (os.lstat(a / name).st_size, xattr_absent(a / name))
+              for name in os.listdir(a)}
+    after = nodes["a"].stats()
+    assert listed == {f"f{i}": (i + 1000 if i % 10 == 0 else i, True) for i in range(100)}
+    for op in ("getattr", "getxattr"):
+        assert after[f"native_{op}s"] - before[f"native_{op}s"] >= 100
+        # Python's: the directories' own (the path walks) and the stats reads'
+        assert in_python(after, op) - in_python(before, op) <= 4
+
+
+def in_python(stats: dict, op: str) -> int:
+    """Requests of `op` answered in Python (`op_stats` counts those answered in C too)."""
+    return int(stats["op_stats"]["ops"].get(op, {}).get("count", 0) - stats[f"native_{op}s"])
+
+
+def xattr_absent(path: Path) -> bool:
+    """What `ls -l` asks of each entry: its security label (none here)."""
+    try:
+        os.getxattr(path, "security.selinux", follow_symlinks=False)
+    except OSError as exc:
+        return exc.errno == errno.ENODATA
+    return False
 
 
 def test_large_listings_read_their_next_names_ahead_and_lose_nothing(
@@ -619,13 +700,15 @@ def test_capabilities_read_back_where_they_were_set(nodes: dict[str, Node],
     assert absent.value.errno == errno.ENODATA
 
 
-def test_a_new_file_is_written_without_asking_libcephfs_for_capabilities(
+def test_a_new_file_is_written_without_a_thread_hop_for_capabilities(
         nodes: dict[str, Node], shared: str) -> None:
-    """The kernel's ask before a new file's first write is answered from the cache."""
+    """The kernel's ask before a new file's first write is answered in C."""
     before = nodes["a"].stats()
     for i in range(20):
         (nodes["a"].root / shared / f"new-{i}").write_bytes(b"x" * 4096)
-    assert nodes["a"].stats()["xattr_hits"] - before["xattr_hits"] >= 20
+    after = nodes["a"].stats()
+    assert after["native_getxattrs"] - before["native_getxattrs"] >= 20
+    assert after["native_getxattr_fallbacks"] == before["native_getxattr_fallbacks"]
 
 
 def mmap_round_trip(path: Path, flags: int, prot: int) -> bytes:

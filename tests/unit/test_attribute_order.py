@@ -27,6 +27,9 @@ class FakeCeph:
     def native_dir(self, inode: Inode, fuse_ino: int, *timeouts: Any) -> Any:
         raise OSError(errno.ENOSYS, "no native lookups here")
 
+    def native_inode(self, inode: Inode, fuse_ino: int, ttl: float) -> Any:
+        raise OSError(errno.ENOSYS, "no native attributes here")
+
     def take_lookup(self, parent: int, name: bytes, pid: int) -> None:
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -93,6 +94,9 @@ class FakeCeph:
 
     def drop_lookups(self) -> int:
         return 0
+
+    def native_inode(self, inode: Any, fuse_ino: int, ttl: float) -> Any:
+        raise OSError(errno.ENOSYS, "no native attributes here")
 
 
 @pytest.mark.parametrize(("coherence", "batches"), [(Coherence.DEFAULT, 1),

@@ -1,5 +1,5 @@
-"""What the trio thread does when told of a lookup or an unlink answered in C (no
-cluster)."""
+"""What the trio thread does when told of a lookup, an unlink or a getattr answered
+in C (no cluster)."""
 
 from __future__ import annotations
 
@@ -77,3 +77,38 @@ async def test_a_lookup_answered_in_c_is_counted_and_cached() -> None:
     cached = ops._attrs.get(STAT.ino)
     assert cached is not None and cached.size == STAT.size
     assert ops._inodes.forget(STAT.ino, 1) is not None  # one lookup counted
+
+
+APPENDED = STAT._replace(size=STAT.size + 100, mtime_ns=STAT.mtime_ns + 1,
+                         version=STAT.version + 1)
+
+
+class ViewCeph(FakeCeph):
+    """libcephfs's view of the file when the trio thread is told: `now`."""
+
+    def __init__(self, now: StatX) -> None:
+        super().__init__([STAT])
+        self.now = now
+
+    def cached_getattr(self, inode: Inode) -> StatX:
+        return self.now
+
+
+async def cached_file(now: StatX) -> CephOperations:
+    """A file whose attributes the change checks saw as `STAT`, a block of it cached."""
+    ops = CephOperations(cast(AsyncCephClient, ViewCeph(now)), Inode(1, None))
+    await ops.lookup(ROOT, b"log", CALLER)  # type: ignore[arg-type]
+    assert ops.blocks.put(STAT.ino, 0, b"old", ops.blocks.generation(STAT.ino))
+    return ops
+
+
+async def test_attributes_sent_that_moved_drop_the_files_blocks() -> None:
+    ops = await cached_file(APPENDED)
+    ops.attributes_sent(STAT.ino)
+    assert not ops.blocks.contains(STAT.ino, 0)
+
+
+async def test_attributes_sent_unchanged_keep_the_files_blocks() -> None:
+    ops = await cached_file(STAT)
+    ops.attributes_sent(STAT.ino)
+    assert ops.blocks.contains(STAT.ino, 0)
