@@ -124,8 +124,10 @@ struct cm_file {
 };
 
 /* An inode whose attributes are answered here (what GETATTR and GETXATTR
-   handlers get). The fields after ttl_ns are read and written by several threads,
-   each on its own: a torn view can only make cm_getattr check or tell once more. */
+   handlers get). The fields after ttl_ns are read by the reading threads and
+   written by the trio thread (checked_* by both): a torn view can only make
+   cm_getattr check or tell once more, or check against the MDS once less before
+   the trio thread notes what it was told. */
 struct cm_inode {
     void *cmount;
     void *inode;            /* struct Inode *, with a reference of the kernel's */
@@ -198,19 +200,16 @@ void cm_attrs_seen(struct cm_inode *node, uint64_t version, uint64_t size, uint6
     __atomic_store_n(&node->checked_until_ns, now_ns() + node->ttl_ns, __ATOMIC_RELAXED);
 }
 
-/* Whether `stx` differs from what the change checks last saw (and note it if so). */
+/* Whether `stx` differs from what the change checks last saw. Only they note what
+   they saw (cm_attrs_seen): every GETATTR that finds a change tells, until the trio
+   thread has seen it, so that no answer lets a request through ahead of its notice. */
 static int cm_moved(struct cm_inode *node, const struct ceph_statx *stx)
 {
     uint64_t mtime_ns = (uint64_t)stx->stx_mtime.tv_sec * 1000000000u + stx->stx_mtime.tv_nsec;
-    if (__atomic_load_n(&node->writing, __ATOMIC_RELAXED)
-            || (__atomic_load_n(&node->seen_version, __ATOMIC_RELAXED) == stx->stx_version
-                && __atomic_load_n(&node->seen_size, __ATOMIC_RELAXED) == stx->stx_size
-                && __atomic_load_n(&node->seen_mtime_ns, __ATOMIC_RELAXED) == mtime_ns))
-        return 0;
-    __atomic_store_n(&node->seen_version, stx->stx_version, __ATOMIC_RELAXED);
-    __atomic_store_n(&node->seen_size, stx->stx_size, __ATOMIC_RELAXED);
-    __atomic_store_n(&node->seen_mtime_ns, mtime_ns, __ATOMIC_RELAXED);
-    return 1;
+    return !__atomic_load_n(&node->writing, __ATOMIC_RELAXED)
+           && (__atomic_load_n(&node->seen_version, __ATOMIC_RELAXED) != stx->stx_version
+               || __atomic_load_n(&node->seen_size, __ATOMIC_RELAXED) != stx->stx_size
+               || __atomic_load_n(&node->seen_mtime_ns, __ATOMIC_RELAXED) != mtime_ns);
 }
 
 /* 0, or 1 when the attributes moved since CephOperations' change checks saw them

@@ -161,7 +161,9 @@ class NativeHandlers:
             self._writers[fuse_ino] -= 1
             if not self._writers[fuse_ino]:
                 del self._writers[fuse_ino]
-                self._inodes[fuse_ino][0].writing = 0
+                node = self._inodes.get(fuse_ino)
+                if node is not None:
+                    node[0].writing = 0
         pyfuse3.clear_native_handlers((fh,), (), False)
         self._retire(registered.owner)
         return registered.writes
