@@ -176,11 +176,16 @@ ssize_t cm_getxattr(void *arg, char *buf, size_t size, long off)
                             node->root);
 }
 
+static uint64_t timespec_ns(struct timespec time)
+{
+    return (uint64_t)time.tv_sec * 1000000000u + time.tv_nsec;
+}
+
 static uint64_t now_ns(void)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000000000u + now.tv_nsec;
+    return timespec_ns(now);
 }
 
 void cm_expire_attrs(void)
@@ -205,7 +210,7 @@ void cm_attrs_seen(struct cm_inode *node, uint64_t version, uint64_t size, uint6
    thread has seen it, so that no answer lets a request through ahead of its notice. */
 static int cm_moved(struct cm_inode *node, const struct ceph_statx *stx)
 {
-    uint64_t mtime_ns = (uint64_t)stx->stx_mtime.tv_sec * 1000000000u + stx->stx_mtime.tv_nsec;
+    uint64_t mtime_ns = timespec_ns(stx->stx_mtime);
     return !__atomic_load_n(&node->writing, __ATOMIC_RELAXED)
            && (__atomic_load_n(&node->seen_version, __ATOMIC_RELAXED) != stx->stx_version
                || __atomic_load_n(&node->seen_size, __ATOMIC_RELAXED) != stx->stx_size

@@ -161,9 +161,7 @@ class NativeHandlers:
             self._writers[fuse_ino] -= 1
             if not self._writers[fuse_ino]:
                 del self._writers[fuse_ino]
-                node = self._inodes.get(fuse_ino)
-                if node is not None:
-                    node[0].writing = 0
+                self._set_node(fuse_ino, writing=0)
         pyfuse3.clear_native_handlers((fh,), (), False)
         self._retire(registered.owner)
         return registered.writes
@@ -262,16 +260,19 @@ class NativeHandlers:
     def expire(self, fuse_ino: int) -> None:
         """`fuse_ino`'s next GETATTR is checked against the MDS (our cache's entry of
         it was dropped: a change here, a listing that sent it)."""
-        owner = self._inodes.get(fuse_ino)
-        if owner is not None:
-            owner[0].checked_until_ns = 0
+        self._set_node(fuse_ino, checked_until_ns=0)
 
     def tell_next_getattr(self, fuse_ino: int) -> None:
         """`CephOperations.attributes_sent` is told of `fuse_ino`'s next GETATTR
         answered in C (a listing counts the stats of its first entries)."""
+        self._set_node(fuse_ino, tell_next=1)
+
+    def _set_node(self, fuse_ino: int, **fields: int) -> None:
+        """Set `fields` of `fuse_ino`'s struct cm_inode, if it has one."""
         owner = self._inodes.get(fuse_ino)
         if owner is not None:
-            owner[0].tell_next = 1
+            for name, value in fields.items():
+                setattr(owner[0], name, value)
 
     @staticmethod
     def expire_attributes() -> None:
@@ -297,8 +298,8 @@ class NativeHandlers:
                                        address)
         except (OSError, CephError, pyfuse3.FUSEError) as exc:
             log.warning("handle %d stays on the Python path: %s", fh, exc)
-            if writes and not self._writers[of.fuse_ino] and of.fuse_ino in self._inodes:
-                self._inodes[of.fuse_ino][0].writing = 0
+            if writes and not self._writers[of.fuse_ino]:
+                self._set_node(of.fuse_ino, writing=0)
             return False
         self._registered[fh] = _Registered(of, writes, owner)
         if writes:

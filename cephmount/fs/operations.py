@@ -574,9 +574,8 @@ class CephOperations(pyfuse3.Operations):
     @ceph_errors
     async def getattr(self, inode: int,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        if self._native.writing(inode):  # our entry misses those writes
-            await self._refresh_attrs(inode)
-        # One the native handler handed back may have told the change checks nothing.
+        # One the native handler handed back (every file written natively has one)
+        # may have told the change checks nothing, and our entry misses native writes.
         stx = None if self._native.serves_attributes(inode) else self._attrs.get(inode)
         if stx is not None:
             self.blocks.stats.attr_hits += 1

@@ -21,10 +21,15 @@ CHANGED_DIRECTORY = DIRECTORY._replace(mtime_ns=2_000, version=DIRECTORY.version
 
 
 class TellingCeph(FakeCeph):
-    """libcephfs's own view of the directory: after the unlink."""
+    """libcephfs's own view when the trio thread is told: `now` (by default the
+    directory's, after the unlink)."""
+
+    def __init__(self, answers: list[StatX], now: StatX = CHANGED_DIRECTORY) -> None:
+        super().__init__(answers)
+        self.now = now
 
     def cached_getattr(self, inode: Inode) -> StatX:
-        return CHANGED_DIRECTORY
+        return self.now
 
 
 async def mounted() -> CephOperations:
@@ -83,20 +88,9 @@ APPENDED = STAT._replace(size=STAT.size + 100, mtime_ns=STAT.mtime_ns + 1,
                          version=STAT.version + 1)
 
 
-class ViewCeph(FakeCeph):
-    """libcephfs's view of the file when the trio thread is told: `now`."""
-
-    def __init__(self, now: StatX) -> None:
-        super().__init__([STAT])
-        self.now = now
-
-    def cached_getattr(self, inode: Inode) -> StatX:
-        return self.now
-
-
 async def cached_file(now: StatX) -> CephOperations:
     """A file whose attributes the change checks saw as `STAT`, a block of it cached."""
-    ops = CephOperations(cast(AsyncCephClient, ViewCeph(now)), Inode(1, None))
+    ops = CephOperations(cast(AsyncCephClient, TellingCeph([STAT], now)), Inode(1, None))
     await ops.lookup(ROOT, b"log", CALLER)  # type: ignore[arg-type]
     assert ops.blocks.put(STAT.ino, 0, b"old", ops.blocks.generation(STAT.ino))
     return ops
