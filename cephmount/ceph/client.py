@@ -644,13 +644,20 @@ class CephClient:
         return check(lib.ceph_ll_read(self._cmount, fh.ptr, offset, len(target), target),
                      "ll_read")
 
-    def native_file(self, fh: FileHandle) -> tuple[int, Any]:
+    def native_file(self, fh: FileHandle,
+                    unsynced_mark: tuple[int, int] | None = None) -> tuple[int, Any]:
         """The address of the `struct cm_file` pyfuse3's native handlers of `fh` are
         called with (ceph/native_build.py), and its owner, which must outlive them.
-        They must be cleared before this client is closed: they bypass its gate."""
+        They must be cleared before this client is closed: they bypass its gate.
+        `unsynced_mark` is the (file descriptor, offset) of the byte the first
+        native write sets (fd -1: none); None when it is set already."""
         root = self._perm(ROOT)
         address, file = _native_struct("struct cm_file *", {
             "cmount": self._live(), "fh": fh.ptr, "inode": fh.inode, "root": root})
+        if unsynced_mark is None:
+            file.mark_fd, file.marked = -1, 1
+        else:
+            file.mark_fd, file.mark_offset = unsynced_mark
         return address, (file, root)  # the UserPerm too: our LRU of them may free it
 
     def native_inode(self, inode: Inode, fuse_ino: int, ttl: float) -> tuple[int, Any]:

@@ -6,7 +6,9 @@ with no Python in between. A write first asks libcephfs (from its xattr caps, no
 MDS round trip while it holds them) whether the file has capabilities: if it has,
 or the ask fails, the write fails with EPERM or that error, which hands the request
 to `CephOperations.write`, whose `CephClient.write` removes them first, as every
-write must.
+write must. A handle's first native write since its open or fsync first sets the
+handle's unsynced mark in the handle table's file (fs/handles.py), where a
+successor reads it, by `pwrite` (the table's mapping may move when it grows).
 
 The GETATTRs of a file the kernel holds, once CephOperations has seen its
 attributes, are answered by `cm_getattr`: libcephfs's view, which includes this
@@ -66,6 +68,9 @@ struct cm_file {
     void *fh;
     void *inode;
     void *root;
+    uint64_t mark_offset;
+    int32_t mark_fd;
+    uint32_t marked;
 };
 ssize_t cm_read(void *arg, char *buf, size_t size, long off);
 ssize_t cm_write(void *arg, char *buf, size_t size, long off);
@@ -121,6 +126,9 @@ struct cm_file {
     void *fh;               /* struct Fh * */
     void *inode;            /* struct Inode *, pinned by the Fh */
     void *root;             /* UserPerm * of root */
+    uint64_t mark_offset;   /* where in mark_fd the handle's unsynced mark is */
+    int32_t mark_fd;        /* the handle table's file, or -1 (none to mark) */
+    uint32_t marked;        /* the mark is set: written since the last fsync */
 };
 
 /* An inode whose attributes are answered here (what GETATTR and GETXATTR
@@ -160,6 +168,12 @@ ssize_t cm_write(void *arg, char *buf, size_t size, long off)
     int found = ceph_ll_getxattr(file->cmount, file->inode, CAPABILITY, NULL, 0, file->root);
     if (found != -ENODATA)
         return found < 0 ? found : -EPERM;
+    if (!__atomic_load_n(&file->marked, __ATOMIC_RELAXED)) {
+        static const char one = 1;
+        if (file->mark_fd >= 0 && pwrite(file->mark_fd, &one, 1, file->mark_offset) != 1)
+            return -EIO;  /* for Python's handler, which marks it in the mapping */
+        __atomic_store_n(&file->marked, 1, __ATOMIC_RELAXED);
+    }
     return ceph_ll_write(file->cmount, file->fh, off, size, buf);
 }
 

@@ -14,7 +14,9 @@ that a record is never seen half made.
 
 The written-since-fsync mark tells a successor which handles may have lost
 data: what a dead server had acknowledged but libcephfs had not yet written
-back died with it. The successor reports that on the handle's next fsync or
+back died with it. It is set before the first such write is answered: in the
+mapping, or by a native writer with `pwrite` on the table's file
+(`unsynced_mark`). The successor reports that on the handle's next fsync or
 close, as the kernel reports a writeback error, instead of letting it pass.
 """
 
@@ -108,6 +110,12 @@ class HandleStore:
     def mark_unsynced(self, fh: int, unsynced: bool) -> None:
         """Record that data went through `fh` since its last fsync (or that it was synced)."""
         self._map[(fh - 1) * RECORD.size + UNSYNCED_AT] = unsynced
+
+    def unsynced_mark(self, fh: int) -> tuple[int, int]:
+        """Where `fh`'s written-since-fsync mark is in the table's file, for a native
+        writer to set with `pwrite` (the mapping moves when it grows): (fd, offset),
+        fd -1 when the table is in memory only (no successor reads it)."""
+        return self._fd, (fh - 1) * RECORD.size + UNSYNCED_AT
 
     def mark_all_synced(self) -> None:
         """Everything written through every handle is durable (the client was unmounted)."""

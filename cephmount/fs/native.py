@@ -10,12 +10,14 @@ Python handlers do besides calling libcephfs decides which handles may have them
 - Reads: only those the Python `read` would pass straight to libcephfs: every
   handle in strict mode, and a handle open for writing (its file's reads bypass
   our block cache while it is open).
-- Writes: not O_APPEND (an append is serialised across nodes in Python), and only
-  after `WRITES_BEFORE_NATIVE` writes through Python since the open or the last
-  fsync: the first marks the handle unsynced (a successor reports writes a dead
-  worker may have lost), and a file written once (a small file's create and write)
-  is spared the setting up and, at its release, the refresh below. fsync takes the
-  native writes away again. A write to a file with capabilities, or one that
+- Writes: not O_APPEND (an append is serialised across nodes in Python). A handle
+  CREATE made writes natively from its first write (`created`), whose handler first
+  sets the handle's unsynced mark (a successor reports writes a dead worker may have
+  lost) in the handle table's file (`unsynced_mark`). Other handles only after
+  `WRITES_BEFORE_NATIVE` writes through Python since the open or the last fsync (the
+  first marks them unsynced): a file opened for writing may be only read, and one
+  written once is spared the setting up and, at its release, the refresh below.
+  fsync takes the native writes away again. A write to a file with capabilities, or one that
   fails, goes back to Python, which strips them or answers the error.
 - While a handle writes natively, what we cache of its file's attributes and
   blocks misses those writes: the caller asks `writing` before answering
@@ -102,9 +104,12 @@ class _Registered:
 
 class NativeHandlers:
     def __init__(self, client: CephClient, policy: CoherencePolicy, root_ino: int,
-                 inode_of: Callable[[int], Inode]) -> None:
-        """`inode_of` gives the inode table's handle of a FUSE inode number."""
+                 inode_of: Callable[[int], Inode],
+                 unsynced_mark: Callable[[int], tuple[int, int]]) -> None:
+        """`inode_of` gives the inode table's handle of a FUSE inode number;
+        `unsynced_mark` where a file handle's unsynced mark is (HandleStore)."""
         self._client = client
+        self._unsynced_mark = unsynced_mark
         self._policy = policy
         self._root_ino = root_ino
         self._inode_of = inode_of
@@ -122,6 +127,13 @@ class NativeHandlers:
         """A new handle: native reads where the Python read would go straight through."""
         if not of.block_size or of.writable:
             self._set(fh, of, writes=False)
+
+    def created(self, fh: int, of: OpenFile) -> None:
+        """A new handle of a file CREATE made: written natively from its first write
+        (the small file's create and write), read natively where `opened` would."""
+        if of.writable and not of.flags & os.O_APPEND and self._set(fh, of, writes=True):
+            return
+        self.opened(fh, of)
 
     def written(self, fh: int, of: OpenFile) -> bool:
         """After a write through Python: True if the handle's next writes are native."""
@@ -292,7 +304,8 @@ class NativeHandlers:
             if writes:  # its GETATTRs tell nothing while it is written natively
                 node = (self._inodes.get(of.fuse_ino) or self._serve_attributes(of.fuse_ino))[0]
                 node.writing = 1
-            address, owner = self._client.native_file(of.handle)
+            mark = self._unsynced_mark(fh) if writes and not of.unsynced else None
+            address, owner = self._client.native_file(of.handle, mark)
             functions = self._functions
             pyfuse3.set_native_handler(fh, functions.read, functions.write if writes else 0,
                                        address)

@@ -220,7 +220,8 @@ class CephOperations(pyfuse3.Operations):
         self._attrs: ExpiringMap[StatX] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._heap = HeapReleaser()
-        self._native = NativeHandlers(ceph.sync, self._policy, root.ino, self._inodes.handle)
+        self._native = NativeHandlers(ceph.sync, self._policy, root.ino, self._inodes.handle,
+                                      self._handles.unsynced_mark)
         self._reader = CachedReader(ceph, self.blocks, self._heap)
         self._append_locks: dict[int, trio.Lock] = {}
         self._lock_owners: dict[int, set[int]] = {}  # ceph inode -> owners that took locks
@@ -475,7 +476,8 @@ class CephOperations(pyfuse3.Operations):
         self.reopened_handles += 1
         return of
 
-    async def _new_file(self, of: OpenFile, unchanged: bool) -> pyfuse3.FileInfo:
+    async def _new_file(self, of: OpenFile, unchanged: bool,
+                        created: bool = False) -> pyfuse3.FileInfo:
         """Register an open file; the kernel keeps its pages only if the file is unchanged.
 
         An O_APPEND file bypasses the page cache: the kernel's cached write path cuts a
@@ -486,7 +488,10 @@ class CephOperations(pyfuse3.Operations):
         self._files[fh] = of
         if of.writable:
             self._open_for_writing[of.ino] += 1
-        self._native.opened(fh, of)
+        if created:
+            self._native.created(fh, of)
+        else:
+            self._native.opened(fh, of)
         keep = unchanged and self._policy.cache_data
         direct_io = self._policy.direct_io or bool(of.flags & os.O_APPEND)
         return pyfuse3.FileInfo(fh=fh, direct_io=direct_io, keep_cache=keep)
@@ -822,7 +827,7 @@ class CephOperations(pyfuse3.Operations):
         # ask before the first write needs no thread hop.
         self._remember_xattr(entry.st_ino, CAPABILITY_XATTR, None)
         of = await self._open_file(entry.st_ino, fh, flags)
-        return await self._new_file(of, unchanged=False), entry
+        return await self._new_file(of, unchanged=False, created=True), entry
 
     @ceph_errors
     async def read(  # type: ignore[override]  # pyfuse3 replies from any buffer
@@ -927,10 +932,12 @@ class CephOperations(pyfuse3.Operations):
     async def fsync(self, fh: int, datasync: bool) -> None:
         of = await self._file(fh)
         self._report_lost_writes(of)
-        if await self._native.stop_writes(fh):  # the next write marks it unsynced again
+        # The next write marks it unsynced again. Native writes may have marked it.
+        native = await self._native.stop_writes(fh)
+        if native:
             await self._written_natively(of)
         await self._ceph.fsync(of.handle, datasync)
-        if of.unsynced:
+        if of.unsynced or native:
             await self._confirm_session(of)
             self._handles.mark_unsynced(fh, False)
             of.unsynced = False

@@ -276,27 +276,47 @@ def test_worker_sigkill_is_invisible_to_open_files(daemon: DaemonProcess,
 
 @contextlib.contextmanager
 def written_across_a_new_worker(daemon: DaemonProcess, target: Path, data: bytes,
-                                signum: int) -> Iterator[BinaryIO]:
-    """A file of a new mount at `target`, written to, then kept open while its worker
-    ends by `signum` and a successor takes over."""
+                                signum: int, existing: bool = False) -> Iterator[BinaryIO]:
+    """A file of a new mount at `target`, made by the open (CREATE) unless `existing`,
+    written to, then kept open while its worker ends by `signum` and a successor takes
+    over. It is named after the target: every target of the volume shows one root."""
     target.mkdir()
     info = daemon.mount(target)
-    with open(target / "file", "wb", buffering=0) as file:
+    path = target / target.name
+    path.unlink(missing_ok=True)
+    if existing:
+        path.write_bytes(b"")
+    with open(path, "wb", buffering=0) as file:
         file.write(data)
         os.kill(info.worker_pid, signum)
         wait_for(lambda: daemon.mounts()[0].restarts == 1, what="a successor worker")
         yield file
 
 
+@pytest.mark.parametrize("existing", [False, True], ids=["created", "opened"])
 def test_unsynced_writes_of_a_dead_worker_are_reported(daemon: DaemonProcess,
-                                                       target_dir: Path) -> None:
+                                                       target_dir: Path, existing: bool) -> None:
+    """Whether the first write was answered in C (a created file's) or in Python."""
     with written_across_a_new_worker(daemon, target_dir / "unsynced",
-                                     b"written, never synced", signal.SIGKILL) as file:
+                                     b"written, never synced", signal.SIGKILL,
+                                     existing) as file:
         with pytest.raises(OSError) as reported:
             os.fsync(file.fileno())
         assert reported.value.errno == 5
         file.write(b" and more")
         os.fsync(file.fileno())
+
+
+def test_a_new_file_a_dead_worker_never_wrote_reports_nothing(daemon: DaemonProcess,
+                                                              target_dir: Path) -> None:
+    """A created handle is marked unsynced by its first write (answered in C), not by
+    its creation: a successor has nothing lost to report of a file never written."""
+    target = target_dir / "unwritten"
+    with written_across_a_new_worker(daemon, target, b"", signal.SIGKILL) as file:
+        file.write(b"written by the successor")
+        os.fsync(file.fileno())
+    assert (target / target.name).read_bytes() == b"written by the successor"
+    daemon.expected_errors.append("replacement")
 
 
 def test_writes_after_an_fsync_that_a_dead_worker_lost_are_reported(
@@ -572,7 +592,7 @@ def test_a_worker_stopped_by_sigterm_flushes_for_its_successor(daemon: DaemonPro
     with written_across_a_new_worker(daemon, target, b"written before the stop",
                                      signal.SIGTERM) as file:
         os.fsync(file.fileno())
-    assert (target / "file").read_bytes() == b"written before the stop"
+    assert (target / target.name).read_bytes() == b"written before the stop"
 
 
 def test_a_busy_target_leaves_no_volume_behind(daemon: DaemonProcess, target_dir: Path) -> None:

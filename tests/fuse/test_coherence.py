@@ -794,6 +794,28 @@ def test_writes_and_reads_answered_in_c_keep_every_byte(nodes: dict[str, Node],
     assert after["a"]["native_handles"] == 0
 
 
+def test_a_new_files_writes_are_answered_in_c_from_the_first(nodes: dict[str, Node],
+                                                             shared: str) -> None:
+    """A file CREATE made is written natively from its first write (a small file's
+    create and write), and shows its size and data here and on another node."""
+    before = nodes["a"].stats()
+    written = {n: os.urandom(4096) for n in range(20)}
+    for n, data in written.items():
+        fd = os.open(nodes["a"].root / shared / f"new-{n}", os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                     0o644)
+        try:
+            assert os.write(fd, data) == 4096
+        finally:
+            os.close(fd)
+        assert os.stat(nodes["a"].root / shared / f"new-{n}").st_size == 4096
+    after = nodes["a"].stats()
+    assert after["native_writes"] - before["native_writes"] == len(written)
+    assert after["native_write_fallbacks"] == before["native_write_fallbacks"]
+    for n, data in written.items():
+        assert (nodes["a"].root / shared / f"new-{n}").read_bytes() == data
+        assert (nodes["b"].root / shared / f"new-{n}").read_bytes() == data
+
+
 def test_a_reader_sees_this_nodes_writes_answered_in_c_after_the_writer_closes(
         nodes: dict[str, Node], shared: str) -> None:
     """Blocks cached before a writer's native writes are dropped when it stops, at
