@@ -650,7 +650,7 @@ class CephClient:
         called with (ceph/native_build.py), and its owner, which must outlive them.
         They must be cleared before this client is closed: they bypass its gate.
         `unsynced_mark` is the (file descriptor, offset) of the byte the first
-        native write sets (fd -1: none); None when it is set already."""
+        native write sets; None when it is set already."""
         root = self._perm(ROOT)
         address, file = _native_struct("struct cm_file *", {
             "cmount": self._live(), "fh": fh.ptr, "inode": fh.inode, "root": root})

@@ -127,7 +127,7 @@ struct cm_file {
     void *inode;            /* struct Inode *, pinned by the Fh */
     void *root;             /* UserPerm * of root */
     uint64_t mark_offset;   /* where in mark_fd the handle's unsynced mark is */
-    int32_t mark_fd;        /* the handle table's file, or -1 (none to mark) */
+    int32_t mark_fd;        /* the handle table's file */
     uint32_t marked;        /* the mark is set: written since the last fsync */
 };
 
@@ -170,7 +170,7 @@ ssize_t cm_write(void *arg, char *buf, size_t size, long off)
         return found < 0 ? found : -EPERM;
     if (!__atomic_load_n(&file->marked, __ATOMIC_RELAXED)) {
         static const char one = 1;
-        if (file->mark_fd >= 0 && pwrite(file->mark_fd, &one, 1, file->mark_offset) != 1)
+        if (pwrite(file->mark_fd, &one, 1, file->mark_offset) != 1)
             return -EIO;  /* for Python's handler, which marks it in the mapping */
         __atomic_store_n(&file->marked, 1, __ATOMIC_RELAXED);
     }

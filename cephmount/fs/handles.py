@@ -49,20 +49,21 @@ class HandleRecord:
 
 
 class HandleStore:
-    """Allocates `fh` numbers and records them, in memory or in a file a successor can read."""
+    """Allocates `fh` numbers and records them in a file: at `path`, where a successor
+    process can read it, or in memory (a memfd) for a successor in this process (a
+    standalone mount's new Ceph session)."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self._fd = -1
-        if path is not None:
+        if path is None:
+            self._fd = os.memfd_create("cephmount-handles", os.MFD_CLOEXEC)
+        else:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        size = os.fstat(self._fd).st_size if self._fd >= 0 else 0
+        size = os.fstat(self._fd).st_size
         self._map = self._mapping(max(size, FIRST_SLOTS * RECORD.size))
         self._free = [slot for slot in reversed(range(self._slots()))
                       if self._kind(slot) == HandleKind.FREE]
 
     def _mapping(self, size: int) -> mmap.mmap:
-        if self._fd < 0:
-            return mmap.mmap(-1, size)
         if os.fstat(self._fd).st_size < size:
             os.ftruncate(self._fd, size)
         return mmap.mmap(self._fd, size)
@@ -85,8 +86,6 @@ class HandleStore:
     def _grow(self) -> None:
         old = self._slots()
         mapping = self._mapping(2 * len(self._map))
-        if self._fd < 0:
-            mapping[:len(self._map)] = self._map
         self._map.close()
         self._map = mapping
         self._free.extend(reversed(range(old, self._slots())))
@@ -113,8 +112,7 @@ class HandleStore:
 
     def unsynced_mark(self, fh: int) -> tuple[int, int]:
         """Where `fh`'s written-since-fsync mark is in the table's file, for a native
-        writer to set with `pwrite` (the mapping moves when it grows): (fd, offset),
-        fd -1 when the table is in memory only (no successor reads it)."""
+        writer to set with `pwrite` (the mapping moves when it grows): (fd, offset)."""
         return self._fd, (fh - 1) * RECORD.size + UNSYNCED_AT
 
     def mark_all_synced(self) -> None:
