@@ -170,6 +170,7 @@ class NativeFunctions(NamedTuple):
     getattr: int
     lookup: int
     unlink: int
+    create: int
 
 
 def native_functions() -> NativeFunctions:
@@ -178,7 +179,8 @@ def native_functions() -> NativeFunctions:
     nffi = _native_io.ffi
     return NativeFunctions(*(int(nffi.cast("uintptr_t", nffi.addressof(_native_io.lib, name)))
                              for name in ("cm_read", "cm_write", "cm_getxattr",
-                                          "cm_getattr", "cm_lookup", "cm_unlink")))
+                                          "cm_getattr", "cm_lookup", "cm_unlink",
+                                          "cm_create")))
 
 
 def native_attributes_seen(node: Any, stx: StatX) -> None:
@@ -683,20 +685,41 @@ class CephClient:
         directory.attr_timeout = attr_timeout
         return address, directory
 
+    def take_created(self, parent: int, name: bytes, pid: int
+                     ) -> tuple[Inode, StatX, FileHandle] | None:
+        """The file a create function (`native_dir`) made and opened as `name` in the
+        directory the kernel knows as `parent` for the caller `pid`: as `create`
+        returns it, else None (always, once the client is closed)."""
+        taken = self._take(True, parent, name, pid)
+        if taken is None:
+            return None
+        inode, stx, file = taken
+        opened = ffi.cast("struct Fh *", file)
+        return inode, stx, FileHandle(inode.ino, opened, inode.ptr)
+
     def take_lookup(self, parent: int, name: bytes, pid: int) -> tuple[Inode, StatX] | None:
         """The entry `name` in the directory the kernel knows as `parent`, if a lookup
         handler (`native_dir`) found it for the caller `pid`: as `lookup` returns it,
         else None (always, once the client is closed: its calls then say why)."""
+        taken = self._take(False, parent, name, pid)
+        return None if taken is None else taken[:2]
+
+    def _take(self, made: bool, parent: int, name: bytes, pid: int
+              ) -> tuple[Inode, StatX, int] | None:
+        """What a create (`made`) or lookup function left for the caller `pid`: the
+        inode, its attributes and the address of the open file (a create's)."""
         native = self._native_mount()
         if native is None:
             return None
         module, cmount = native
-        stx, out = _statx(), module.ffi.new("void **")
-        if not module.lib.cm_take_lookup(cmount, parent, name, pid, out,
-                                         module.ffi.cast("void *", _address(stx))):
+        stx, out, file = _statx(), module.ffi.new("void **"), module.ffi.new("void **")
+        into = module.ffi.cast("void *", _address(stx))
+        if not (module.lib.cm_take_made(cmount, parent, name, pid, out, into, file) if made
+                else module.lib.cm_take_lookup(cmount, parent, name, pid, out, into)):
             return None
         pointer = ffi.cast("struct Inode *", int(module.ffi.cast("uintptr_t", out[0])))
-        return self._inode(stx, pointer), self._stat(stx)
+        return (self._inode(stx, pointer), self._stat(stx),
+                int(module.ffi.cast("uintptr_t", file[0])))
 
     def waiting_lookups(self) -> int:
         """How many entries lookup handlers found wait for their request to take them."""

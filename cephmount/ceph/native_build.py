@@ -50,6 +50,12 @@ GETATTR answered before the trio thread is told must not miss). A failed one goe
 to `CephOperations.unlink`, which asks again and answers the failure (a failed
 unlink changed nothing).
 
+A CREATE in such a directory is not answered here: `cm_create` makes and opens the
+file as the caller, and keeps it (its `Inode*` and reference, attributes and open
+`Fh*`) in the same list, for `CephOperations.create`, to which the request goes
+next, to take (`cm_take_made`) instead of asking libcephfs in a thread hop. A
+failed one leaves nothing, and `CephOperations.create` asks again and answers it.
+
 `scripts/install.sh` runs this (cffi's API mode, gcc, libcephfs-dev's headers);
 it writes the extension module next to this file.
 """
@@ -102,6 +108,9 @@ struct cm_dir {
 };
 ssize_t cm_lookup(void *arg, char *buf, size_t size, long off);
 ssize_t cm_unlink(void *arg, char *buf, size_t size, long off);
+ssize_t cm_create(void *arg, char *buf, size_t size, long off);
+int cm_take_made(void *cmount, uint64_t parent, const char *name, uint32_t pid,
+                 void **inode, void *stx, void **file);
 int cm_take_lookup(void *cmount, uint64_t parent, const char *name, uint32_t pid,
                    void **inode, void *stx);
 int cm_drop_lookups(void *cmount);
@@ -272,7 +281,7 @@ ssize_t cm_getattr(void *arg, char *buf, size_t size, long off)
     return __atomic_exchange_n(&node->tell_next, 0, __ATOMIC_RELAXED) || moved;
 }
 
-/* A directory whose LOOKUPs are asked here first. */
+/* A directory whose LOOKUPs (UNLINKs, CREATEs) are asked here first. */
 struct cm_dir {
     void *cmount;
     void *inode;            /* struct Inode *, with a reference of the kernel's */
@@ -282,14 +291,16 @@ struct cm_dir {
     double attr_timeout;
 };
 
-/* An entry found, waiting for CephOperations.looked_up or lookup to count it. */
+/* An entry found (or a file made), waiting for CephOperations.looked_up or lookup
+   (create) to count it. */
 struct cm_found {
     struct cm_found *next;
     void *cmount;
     uint64_t parent;        /* the kernel's number of the directory */
     uint32_t pid;           /* the caller's thread */
-    struct Inode *inode;    /* with the reference ll_lookup took */
+    struct Inode *inode;    /* with the reference ll_lookup (ll_create) took */
     struct ceph_statx stx;
+    struct Fh *file;        /* a file made, and opened; NULL for a lookup's entry */
     char name[];
 };
 
@@ -299,6 +310,38 @@ struct cm_found {
 
 static pthread_mutex_t found_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cm_found *found_list;
+
+static int cm_found_for(const struct cm_found *found, void *cmount, uint64_t parent,
+                        const char *name, uint32_t pid, int made)
+{
+    return found->cmount == cmount && found->parent == parent && found->pid == pid
+           && (found->file != NULL) == made && strcmp(found->name, name) == 0;
+}
+
+/* The oldest entry for these, taken off the list (the thread asked again once
+   answered: requests take them in the order they were answered), or NULL. */
+static struct cm_found *cm_take_found(void *cmount, uint64_t parent, const char *name,
+                                      uint32_t pid, int made)
+{
+    pthread_mutex_lock(&found_lock);
+    struct cm_found **oldest = NULL;  /* the list is newest first */
+    for (struct cm_found **link = &found_list; *link; link = &(*link)->next)
+        if (cm_found_for(*link, cmount, parent, name, pid, made))
+            oldest = link;
+    struct cm_found *found = oldest ? *oldest : NULL;
+    if (found)
+        *oldest = found->next;
+    pthread_mutex_unlock(&found_lock);
+    return found;
+}
+
+static void cm_add_found(struct cm_found *found)
+{
+    pthread_mutex_lock(&found_lock);
+    found->next = found_list;
+    found_list = found;
+    pthread_mutex_unlock(&found_lock);
+}
 
 /* The supplementary groups of `pid` from /proc/PID/status: their count, 0 if the
    caller is gone (as in CephOperations), -E2BIG if more than `room` or unreadable. */
@@ -409,11 +452,9 @@ ssize_t cm_lookup(void *arg, char *buf, size_t size, long off)
     found->cmount = dir->cmount;
     found->parent = dir->fuse_ino;
     found->pid = in->pid;
+    found->file = NULL;
     strcpy(found->name, name);
-    pthread_mutex_lock(&found_lock);
-    found->next = found_list;
-    found_list = found;
-    pthread_mutex_unlock(&found_lock);
+    cm_add_found(found);
     if (found->stx.stx_dev != CEPH_NOSNAP || found->stx.stx_ino > CM_INO_MASK
             || found->stx.stx_ino == dir->root_ino)
         return 0;  /* numbered in Python (vino.py, inodes.py) */
@@ -437,11 +478,54 @@ ssize_t cm_unlink(void *arg, char *buf, size_t size, long off)
     return ret;
 }
 
-static int cm_found_for(const struct cm_found *found, void *cmount, uint64_t parent,
-                        const char *name, uint32_t pid)
+/* Make and open the name as the caller, for CephOperations.create to take (the
+   request goes to it whatever this returns): its thread hop to libcephfs saved. */
+ssize_t cm_create(void *arg, char *buf, size_t size, long off)
 {
-    return found->cmount == cmount && found->parent == parent && found->pid == pid
-           && strcmp(found->name, name) == 0;
+    const struct cm_dir *dir = arg;
+    const struct fuse_in_header *in = (const void *)buf;
+    const struct fuse_create_in *create_in = (const void *)(in + 1);
+    const char *name = (const char *)(create_in + 1);
+    UserPerm *perms;
+    (void)size;
+    (void)off;
+    int ret = caller_perms(in, &perms);
+    if (ret < 0)
+        return ret;
+    struct cm_found *made = malloc(sizeof(*made) + strlen(name) + 1);
+    if (!made) {
+        ceph_userperm_destroy(perms);
+        return -ENOMEM;
+    }
+    ret = ceph_ll_create(dir->cmount, dir->inode, name, create_in->mode,
+                         (create_in->flags & ~O_DIRECT) | O_CREAT, &made->inode, &made->file,
+                         &made->stx, CEPH_STATX_ALL_STATS, 0, perms);
+    ceph_userperm_destroy(perms);
+    if (ret < 0) {  /* CephOperations.create asks again, and answers the failure */
+        free(made);
+        return ret;
+    }
+    made->cmount = dir->cmount;
+    made->parent = dir->fuse_ino;
+    made->pid = in->pid;
+    strcpy(made->name, name);
+    cm_add_found(made);
+    return 0;
+}
+
+/* The file a create function made for `pid` as `name` in `parent`: 1 with its
+   Inode* (and reference), attributes and open Fh* filled in, else 0. */
+int cm_take_made(void *cmount, uint64_t parent, const char *name, uint32_t pid,
+                 void **inode, void *stx, void **file)
+{
+    struct cm_found *made = cm_take_found(cmount, parent, name, pid, 1);
+    if (!made)
+        return 0;
+    *inode = made->inode;
+    memcpy(stx, &made->stx, sizeof(made->stx));
+    *file = made->file;
+    free(made);
+    return 1;
 }
 
 /* The entry a native lookup for `pid` found for `name` in `parent`: 1 with its
@@ -451,15 +535,7 @@ static int cm_found_for(const struct cm_found *found, void *cmount, uint64_t par
 int cm_take_lookup(void *cmount, uint64_t parent, const char *name, uint32_t pid,
                    void **inode, void *stx)
 {
-    pthread_mutex_lock(&found_lock);
-    struct cm_found **oldest = NULL;  /* the list is newest first */
-    for (struct cm_found **link = &found_list; *link; link = &(*link)->next)
-        if (cm_found_for(*link, cmount, parent, name, pid))
-            oldest = link;
-    struct cm_found *found = oldest ? *oldest : NULL;
-    if (found)
-        *oldest = found->next;
-    pthread_mutex_unlock(&found_lock);
+    struct cm_found *found = cm_take_found(cmount, parent, name, pid, 0);
     if (!found)
         return 0;
     *inode = found->inode;

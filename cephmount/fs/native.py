@@ -51,16 +51,21 @@ Python handlers do besides calling libcephfs decides which handles may have them
   `CephOperations.unlinked` before it takes any request the answer let through (so
   no later request finds the name, or the directory's attributes, as they were);
   a failure goes to `CephOperations.unlink`, which asks again and answers it.
+- Creates: in the same directories, but not on a read-only mount. libcephfs makes
+  and opens the file as the caller on the reading thread, and the request goes on
+  to `CephOperations.create`, which takes what was made (`take_created`) instead of
+  a thread hop to `ll_create`, and answers; a failure is asked again there.
 
 Invariants: a handler is unlinked (no request reaches it) before its file handle is
 released or its directory's reference put, and no call of it runs when the Ceph
 client it points into is closed (`clear_all`, also after `close` when a lost
 session is dropped); what a call uses (the `struct cm_file`, `cm_inode` or
 `cm_dir`, the root UserPerm) is kept here until no call of it can run. An entry a
-lookup handler found holds its reference until its request, or the notice of its
-answer, takes it, or until the client goes (`clear_all` frees the entry once no
-handler of the client can add one). Clearing never waits on the trio thread for a
-call in flight, except where none can be (`clear_all`, once the main loop is over).
+lookup handler found (a file a create function made) holds its reference (and its
+open file) until its request, or the notice of its answer, takes it, or until the
+client goes (`clear_all` frees the entry once no handler of the client can add one).
+Clearing never waits on the trio thread for a call in flight, except where none can
+be (`clear_all`, once the main loop is over).
 A handler that cannot be set leaves its handle or inode on the Python path.
 """
 
@@ -84,7 +89,7 @@ from cephmount.ceph.client import (
     native_functions,
 )
 from cephmount.ceph.errors import CephError
-from cephmount.ceph.structs import Inode, StatX
+from cephmount.ceph.structs import FileHandle, Inode, StatX
 from cephmount.fs.coherence import CoherencePolicy
 from cephmount.fs.opstats import LATENCY_BUCKETS
 from cephmount.fs.reads import OpenFile
@@ -105,11 +110,13 @@ class _Registered:
 class NativeHandlers:
     def __init__(self, client: CephClient, policy: CoherencePolicy, root_ino: int,
                  inode_of: Callable[[int], Inode],
-                 unsynced_mark: Callable[[int], tuple[int, int]]) -> None:
+                 unsynced_mark: Callable[[int], tuple[int, int]], creates: bool) -> None:
         """`inode_of` gives the inode table's handle of a FUSE inode number;
-        `unsynced_mark` where a file handle's unsynced mark is (HandleStore)."""
+        `unsynced_mark` where a file handle's unsynced mark is (HandleStore);
+        `creates`: whether files may be made (not on a read-only mount)."""
         self._client = client
         self._unsynced_mark = unsynced_mark
+        self._creates = creates
         self._policy = policy
         self._root_ino = root_ino
         self._inode_of = inode_of
@@ -217,8 +224,9 @@ class NativeHandlers:
         return pyfuse3.native_handler_stats()
 
     def serve_lookups(self, fuse_ino: int, directory: Inode) -> None:
-        """Lookups (and unlinks) in `directory` (known to the kernel as `fuse_ino`) are
-        asked of libcephfs on pyfuse3's threads from now on, until `forgotten`."""
+        """Lookups (and unlinks, creates) in `directory` (known to the kernel as
+        `fuse_ino`) are asked of libcephfs on pyfuse3's threads from now on, until
+        `forgotten`."""
         if self._closed or fuse_ino in self._dirs:
             return
         try:
@@ -227,7 +235,8 @@ class NativeHandlers:
                 self._policy.attr_timeout)
             pyfuse3.set_native_inode_handlers(
                 fuse_ino, address, lookup=self._functions.lookup,
-                unlink=self._functions.unlink)
+                unlink=self._functions.unlink,
+                create=self._functions.create if self._creates else 0)
         except (OSError, CephError) as exc:
             log.warning("lookups in inode %d stay on the Python path: %s", fuse_ino, exc)
             return
@@ -237,6 +246,12 @@ class NativeHandlers:
         """What a lookup handler found for `name` in `parent` for the caller `pid`
         (see CephClient.take_lookup)."""
         return self._client.take_lookup(parent, name, pid)
+
+    def take_created(self, parent: int, name: bytes, pid: int
+                     ) -> tuple[Inode, StatX, FileHandle] | None:
+        """What a create function made as `name` in `parent` for the caller `pid`
+        (see CephClient.take_created)."""
+        return self._client.take_created(parent, name, pid)
 
     def forgotten(self, fuse_ino: int) -> None:
         """The kernel forgot `fuse_ino`: before its reference is put."""

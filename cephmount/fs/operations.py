@@ -221,7 +221,7 @@ class CephOperations(pyfuse3.Operations):
         self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._heap = HeapReleaser()
         self._native = NativeHandlers(ceph.sync, self._policy, root.ino, self._inodes.handle,
-                                      self._handles.unsynced_mark)
+                                      self._handles.unsynced_mark, not read_only)
         self._reader = CachedReader(ceph, self.blocks, self._heap)
         self._append_locks: dict[int, trio.Lock] = {}
         self._lock_owners: dict[int, set[int]] = {}  # ceph inode -> owners that took locks
@@ -469,10 +469,7 @@ class CephOperations(pyfuse3.Operations):
                         "with the previous worker or Ceph session; its next fsync or close "
                         "reports EIO",
                         fh, record.ceph_ino)
-        self._files[fh] = of
-        if of.writable:
-            self._open_for_writing[of.ino] += 1
-        self._native.opened(fh, of)
+        self._add_file(fh, of, created=False)
         self.reopened_handles += 1
         return of
 
@@ -485,6 +482,13 @@ class CephOperations(pyfuse3.Operations):
         two appends of one write() let another node's line in between.
         """
         fh = self._handles.allocate(of.ino, of.flags, HandleKind.FILE)
+        self._add_file(fh, of, created)
+        keep = unchanged and self._policy.cache_data
+        direct_io = self._policy.direct_io or bool(of.flags & os.O_APPEND)
+        return pyfuse3.FileInfo(fh=fh, direct_io=direct_io, keep_cache=keep)
+
+    def _add_file(self, fh: int, of: OpenFile, created: bool) -> None:
+        """`fh` is open as `of` (a file CREATE made if `created`)."""
         self._files[fh] = of
         if of.writable:
             self._open_for_writing[of.ino] += 1
@@ -492,9 +496,6 @@ class CephOperations(pyfuse3.Operations):
             self._native.created(fh, of)
         else:
             self._native.opened(fh, of)
-        keep = unchanged and self._policy.cache_data
-        direct_io = self._policy.direct_io or bool(of.flags & os.O_APPEND)
-        return pyfuse3.FileInfo(fh=fh, direct_io=direct_io, keep_cache=keep)
 
     async def _open_file(self, fuse_ino: int, handle: FileHandle, flags: int) -> OpenFile:
         if not self.blocks.capacity:  # strict mode, or cache_size=0: no data cache
@@ -820,8 +821,11 @@ class CephOperations(pyfuse3.Operations):
         self._writable()
         cred = self._cred(ctx)
         self._name_changed(parent_inode, name)
-        handle, stx, fh = await self._ceph.create(
-            await self._handle(parent_inode), name, mode, flags & ~KERNEL_ONLY, cred)
+        made = self._native.take_created(parent_inode, name, ctx.pid)  # fs/native.py
+        if made is None:
+            made = await self._ceph.create(
+                await self._handle(parent_inode), name, mode, flags & ~KERNEL_ONLY, cred)
+        handle, stx, fh = made
         entry = await self._made(parent_inode, name, handle, stx)
         # No capabilities yet, and the writes strip any set meanwhile: the kernel's
         # ask before the first write needs no thread hop.

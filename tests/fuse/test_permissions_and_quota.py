@@ -107,6 +107,38 @@ def test_unlinks_go_by_the_callers_supplementary_groups(cephmount_mount: Path,
     assert not list(team.iterdir())
 
 
+def test_creates_go_by_the_callers_supplementary_groups(cephmount_mount: Path,
+                                                       workdir: Path) -> None:
+    """In a directory only a supplementary group may write, a member's files are made
+    on the reading thread as the member (owner, umask); a stranger is refused (by the
+    kernel's own check: no create reaches the mount)."""
+    workdir.chmod(0o755)
+    team = workdir / "team"
+    team.mkdir()
+    os.chown(team, 0, TEAM_GID)
+    team.chmod(0o770)
+    assert errno_of(f"os.stat({str(team / 'warm-up')!r})", (TEAM_GID,)) == "ENOENT"
+
+    def creates() -> tuple[int, int]:
+        stats = json.loads(os.getxattr(cephmount_mount, "cephmount.stats"))
+        return int(stats["native_creates"]), int(stats["native_create_fallbacks"])
+
+    made, handed_on = creates()
+    for i in range(3):
+        code = f"os.umask(0o027); open({str(team / f'note{i}')!r}, 'x').write('kept')"
+        assert errno_of(code, (TEAM_GID,)) == "ok"
+    assert creates() == (made + 3, handed_on)
+    for i in range(3):
+        made_file = (team / f"note{i}").stat()
+        assert (made_file.st_uid, made_file.st_gid) == (OTHER_UID, OTHER_GID)
+        assert made_file.st_mode & 0o777 == 0o640
+        assert (team / f"note{i}").read_text() == "kept"
+    team.chmod(0o775)  # searchable, not writable, by others
+    assert errno_of(f"open({str(team / 'stranger')!r}, 'w')") == "EACCES"
+    assert creates() == (made + 3, handed_on)
+    assert not (team / "stranger").exists()
+
+
 def test_df_shows_the_quota(cephmount_mount: Path) -> None:
     vfs = os.statvfs(cephmount_mount)
     assert vfs.f_blocks * vfs.f_frsize == QUOTA_BYTES
