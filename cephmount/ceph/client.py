@@ -171,6 +171,7 @@ class NativeFunctions(NamedTuple):
     lookup: int
     unlink: int
     create: int
+    flush: int
 
 
 def native_functions() -> NativeFunctions:
@@ -180,7 +181,7 @@ def native_functions() -> NativeFunctions:
     return NativeFunctions(*(int(nffi.cast("uintptr_t", nffi.addressof(_native_io.lib, name)))
                              for name in ("cm_read", "cm_write", "cm_getxattr",
                                           "cm_getattr", "cm_lookup", "cm_unlink",
-                                          "cm_create")))
+                                          "cm_create", "cm_flush")))
 
 
 def native_attributes_seen(node: Any, stx: StatX) -> None:

@@ -1,8 +1,11 @@
 """Builds `cephmount.ceph._native_io`: the C functions pyfuse3's native handlers call.
 
-A READ or WRITE of a file handle with native handlers (docs/performance.md, "Data
-requests in C") is answered on one of pyfuse3's threads by `cm_read` or `cm_write`,
-with no Python in between. A write first asks libcephfs (from its xattr caps, no
+A READ, WRITE or FLUSH of a file handle with native handlers (docs/performance.md,
+"Data requests in C") is answered on one of pyfuse3's threads by `cm_read`,
+`cm_write` or `cm_flush`, with no Python in between. A FLUSH (a close) goes on to
+`CephOperations.flush`, after the unlock of the closing owner's locks, when Python
+set `flush_in_python`: the file has lock owners, or the handle lost writes to
+report. A write first asks libcephfs (from its xattr caps, no
 MDS round trip while it holds them) whether the file has capabilities: if it has,
 or the ask fails, the write fails with EPERM or that error, which hands the request
 to `CephOperations.write`, whose `CephClient.write` removes them first, as every
@@ -77,9 +80,11 @@ struct cm_file {
     uint64_t mark_offset;
     int32_t mark_fd;
     uint32_t marked;
+    uint32_t flush_in_python;
 };
 ssize_t cm_read(void *arg, char *buf, size_t size, long off);
 ssize_t cm_write(void *arg, char *buf, size_t size, long off);
+ssize_t cm_flush(void *arg, char *buf, size_t size, long off);
 struct cm_inode {
     void *cmount;
     void *inode;
@@ -138,6 +143,7 @@ struct cm_file {
     uint64_t mark_offset;   /* where in mark_fd the handle's unsynced mark is */
     int32_t mark_fd;        /* the handle table's file */
     uint32_t marked;        /* the mark is set: written since the last fsync */
+    uint32_t flush_in_python;  /* the file has lock owners, or lost writes to report */
 };
 
 /* An inode whose attributes are answered here (what GETATTR and GETXATTR
@@ -184,6 +190,17 @@ ssize_t cm_write(void *arg, char *buf, size_t size, long off)
         __atomic_store_n(&file->marked, 1, __ATOMIC_RELAXED);
     }
     return ceph_ll_write(file->cmount, file->fh, off, size, buf);
+}
+
+/* A close: nothing to write back (libcephfs writes in the background, as on
+   ceph-fuse), nothing to unlock unless the file has lock owners. */
+ssize_t cm_flush(void *arg, char *buf, size_t size, long off)
+{
+    const struct cm_file *file = arg;
+    (void)buf;
+    (void)size;
+    (void)off;
+    return __atomic_load_n(&file->flush_in_python, __ATOMIC_RELAXED) ? -EAGAIN : 0;
 }
 
 /* An attribute any caller may read (the handler takes one namespace): as root. */

@@ -10,6 +10,10 @@ Python handlers do besides calling libcephfs decides which handles may have them
 - Reads: only those the Python `read` would pass straight to libcephfs: every
   handle in strict mode, and a handle open for writing (its file's reads bypass
   our block cache while it is open).
+- Flushes (a close): every handle's, answered with nothing to do (as the Python
+  `flush` does), except where the closing owner may hold a lock to give up (the
+  file has lock owners: `locks`) or the handle has lost writes to report: those go
+  to Python.
 - Writes: not O_APPEND (an append is serialised across nodes in Python). A handle
   CREATE made writes natively from its first write (`created`), whose handler first
   sets the handle's unsynced mark (a successor reports writes a dead worker may have
@@ -122,6 +126,7 @@ class NativeHandlers:
         self._inode_of = inode_of
         self._functions = native_functions()
         self._registered: dict[int, _Registered] = {}
+        self._locked: set[int] = set()  # ceph inodes with lock owners
         self._writers: Counter[int] = Counter()  # fuse inode -> handles writing natively
         self._inodes: dict[int, Any] = {}  # fuse inode -> owner of its struct cm_inode
         self._dirs: dict[int, Any] = {}  # fuse inode -> owner of its struct cm_dir
@@ -131,9 +136,9 @@ class NativeHandlers:
         pyfuse3.set_native_latency_bounds(LATENCY_BUCKETS)
 
     def opened(self, fh: int, of: OpenFile) -> None:
-        """A new handle: native reads where the Python read would go straight through."""
-        if not of.block_size or of.writable:
-            self._set(fh, of, writes=False)
+        """A new handle: native flushes, and reads where the Python read would go
+        straight through."""
+        self._set(fh, of, writes=False)
 
     def created(self, fh: int, of: OpenFile) -> None:
         """A new handle of a file CREATE made: written natively from its first write
@@ -141,6 +146,17 @@ class NativeHandlers:
         if of.writable and not of.flags & os.O_APPEND and self._set(fh, of, writes=True):
             return
         self.opened(fh, of)
+
+    def locks(self, ino: int, held: bool) -> None:
+        """Whether the Ceph inode `ino` has lock owners: its handles' flushes go to
+        Python while it has (the closing owner's locks are given up there)."""
+        if held:
+            self._locked.add(ino)
+        else:
+            self._locked.discard(ino)
+        for registered in self._registered.values():
+            if registered.of.ino == ino:
+                registered.owner[0].flush_in_python = held or registered.of.lost_writes
 
     def written(self, fh: int, of: OpenFile) -> bool:
         """After a write through Python: True if the handle's next writes are native."""
@@ -321,9 +337,12 @@ class NativeHandlers:
                 node.writing = 1
             mark = self._unsynced_mark(fh) if writes and not of.unsynced else None
             address, owner = self._client.native_file(of.handle, mark)
+            owner[0].flush_in_python = of.lost_writes or of.ino in self._locked
             functions = self._functions
-            pyfuse3.set_native_handler(fh, functions.read, functions.write if writes else 0,
-                                       address)
+            reads = not of.block_size or of.writable
+            pyfuse3.set_native_handler(fh, functions.read if reads else 0,
+                                       functions.write if writes else 0, address,
+                                       flush=functions.flush)
         except (OSError, CephError, pyfuse3.FUSEError) as exc:
             log.warning("handle %d stays on the Python path: %s", fh, exc)
             if writes and not self._writers[of.fuse_ino]:

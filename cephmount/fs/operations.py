@@ -295,7 +295,7 @@ class CephOperations(pyfuse3.Operations):
                         native_lookup_dirs=self._native.lookup_dirs,
                         native_lookups_waiting=self._native.waiting_lookups())
         for op, answered in self._native.stats().items():
-            counters[f"native_{op}s"] = answered["count"]
+            counters[f"native_{op}{'es' if op.endswith('sh') else 's'}"] = answered["count"]
             counters[f"native_{op}_fallbacks"] = answered["fallbacks"]
         return counters
 
@@ -1037,6 +1037,7 @@ class CephOperations(pyfuse3.Operations):
                     raise
                 return None
             self._lock_owners.setdefault(of.ino, set()).add(owner)
+            self._native.locks(of.ino, True)
             return True
 
         await until_granted(attempt)  # an interrupt (a signal to the waiter) cancels it
@@ -1047,6 +1048,7 @@ class CephOperations(pyfuse3.Operations):
             owners.discard(owner)
             if not owners:
                 del self._lock_owners[ino]
+                self._native.locks(ino, False)
 
     # -- directories -------------------------------------------------------------------
 

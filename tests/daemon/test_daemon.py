@@ -307,6 +307,19 @@ def test_unsynced_writes_of_a_dead_worker_are_reported(daemon: DaemonProcess,
         os.fsync(file.fileno())
 
 
+def test_a_close_reports_the_writes_a_dead_worker_lost(daemon: DaemonProcess,
+                                                       target_dir: Path) -> None:
+    """Written, never synced, then the worker died; the successor opened the handle
+    again for a write: the close (answered in C for other handles) says EIO."""
+    with written_across_a_new_worker(daemon, target_dir / "closed",
+                                     b"written, never synced", signal.SIGKILL) as file:
+        file.write(b" and more")
+        with pytest.raises(OSError) as reported:
+            file.close()
+        assert reported.value.errno == errno.EIO
+    daemon.expected_errors.append("replacement")
+
+
 def test_a_new_file_a_dead_worker_never_wrote_reports_nothing(daemon: DaemonProcess,
                                                               target_dir: Path) -> None:
     """A created handle is marked unsynced by its first write (answered in C), not by

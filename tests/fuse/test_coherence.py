@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import itertools
 import json
 import mmap
@@ -814,6 +815,36 @@ def test_a_new_files_writes_are_answered_in_c_from_the_first(nodes: dict[str, No
     for n, data in written.items():
         assert (nodes["a"].root / shared / f"new-{n}").read_bytes() == data
         assert (nodes["b"].root / shared / f"new-{n}").read_bytes() == data
+
+
+def test_closes_are_answered_in_c_unless_the_file_has_lock_owners(nodes: dict[str, Node],
+                                                                 shared: str) -> None:
+    """A close (FLUSH) has nothing to write back or unlock: answered on the reading
+    thread, for readers and writers alike; while the file has lock owners, every
+    close goes to Python, which gives up the closing process's locks."""
+    path = nodes["a"].root / shared / "closes"
+    path.write_bytes(b"x")
+
+    def flushes() -> tuple[int, int]:
+        stats = nodes["a"].stats()
+        return stats["native_flushes"], stats["native_flush_fallbacks"]
+
+    answered, handed_on = flushes()
+    for _ in range(10):
+        with open(path, "rb") as reader:
+            reader.read()
+        with open(path, "r+b") as writer:
+            writer.write(b"y")
+    assert flushes() == (answered + 20, handed_on)
+    locker = os.open(path, os.O_RDWR)
+    other = os.open(path, os.O_RDONLY)  # opened before the lock was taken
+    fcntl.lockf(locker, fcntl.LOCK_EX)
+    os.close(other)  # POSIX: the process's lock goes with it, given up in Python
+    assert flushes() == (answered + 20, handed_on + 1)
+    os.close(locker)  # the file has no lock owner left
+    with open(path, "rb") as reader:
+        reader.read()
+    assert flushes() == (answered + 22, handed_on + 1)
 
 
 def test_a_reader_sees_this_nodes_writes_answered_in_c_after_the_writer_closes(
