@@ -184,11 +184,13 @@ def native_functions() -> NativeFunctions:
                                           "cm_create", "cm_flush")))
 
 
-def native_attributes_seen(node: Any, stx: StatX) -> None:
-    """What `cm_attrs_seen` says of a `struct cm_inode` (`native_inode`'s)."""
+def native_attributes_seen(node: Any, stx: StatX, kept: bool = False) -> None:
+    """What `cm_attrs_seen` (`kept`: `cm_attrs_kept`) says of a `struct cm_inode`
+    (`native_inode`'s)."""
     import cephmount.ceph._native_io as _native_io
 
-    _native_io.lib.cm_attrs_seen(node, stx.version, stx.size, stx.mtime_ns)
+    note = _native_io.lib.cm_attrs_kept if kept else _native_io.lib.cm_attrs_seen
+    note(node, stx.version, stx.size, stx.mtime_ns)
 
 
 def expire_native_attributes() -> None:
@@ -206,9 +208,16 @@ def _native_struct(ctype: str, pointers: Mapping[str, Any]) -> tuple[int, Any]:
 
     nffi = _native_io.ffi
     struct = nffi.new(ctype)
-    for name, pointer in pointers.items():
-        setattr(struct, name, nffi.cast("void *", _address(pointer)))
+    _set_pointers(struct, pointers)
     return int(nffi.cast("uintptr_t", struct)), struct
+
+
+def _set_pointers(struct: Any, pointers: Mapping[str, Any]) -> None:
+    """Put `pointers` (our cdata) in the `void *` fields of a struct of ours."""
+    import cephmount.ceph._native_io as _native_io
+
+    for name, pointer in pointers.items():
+        setattr(struct, name, _native_io.ffi.cast("void *", _address(pointer)))
 
 
 def _statx() -> Any:
@@ -674,17 +683,22 @@ class CephClient:
         return address, (node, root)
 
     def native_dir(self, inode: Inode, fuse_ino: int, root_ino: int, entry_timeout: float,
-                   attr_timeout: float) -> tuple[int, Any]:
-        """As `native_file`, a `struct cm_dir` for the directory `inode`, known to the
-        kernel as `fuse_ino`, whose lookups are asked on pyfuse3's threads; entries are
-        answered with the timeouts given, but that of the mount root (`root_ino`)."""
-        address, directory = _native_struct("struct cm_dir *", {
-            "cmount": self._live(), "inode": inode.ptr})
-        directory.fuse_ino = fuse_ino
+                   attr_timeout: float, ttl: float) -> tuple[int, Any]:
+        """As `native_inode` (whose struct it begins with, a directory's), a `struct
+        cm_dir` for the directory `inode`, whose lookups are asked on pyfuse3's
+        threads; entries are answered with the timeouts given, but that of the mount
+        root (`root_ino`). The owner's first item is its struct cm_inode."""
+        import cephmount.ceph._native_io as _native_io
+
+        root = self._perm(ROOT)
+        address, directory = _native_struct("struct cm_dir *", {})
+        node = _native_io.ffi.addressof(directory, "node")
+        _set_pointers(node, {"cmount": self._live(), "inode": inode.ptr, "root": root})
+        node.fuse_ino, node.ttl_ns, node.dir = fuse_ino, int(ttl * 1e9), 1
         directory.root_ino = root_ino
         directory.entry_timeout = entry_timeout
         directory.attr_timeout = attr_timeout
-        return address, directory
+        return address, (node, directory, root)
 
     def take_created(self, parent: int, name: bytes, pid: int
                      ) -> tuple[Inode, StatX, FileHandle] | None:

@@ -14,14 +14,17 @@ handle's unsynced mark in the handle table's file (fs/handles.py), where a
 successor reads it, by `pwrite` (the table's mapping may move when it grows).
 
 The GETATTRs of a file the kernel holds, once CephOperations has seen its
-attributes, are answered by `cm_getattr`: libcephfs's view, which includes this
-client's writes, checked against the MDS (where libcephfs's caps do not cover
-them) at most once a `cache_ttl`, as `CephOperations.getattr` does, and at the
-next GETATTR after a listing sent the file (`checked_until_ns` zeroed) or the
-kernel's cached listing was served (`cm_expire_attrs`). Attributes that moved
-since CephOperations' change checks last saw them are told to it, before any
-request the answer lets through, unless the file is being written natively
-(whose handle's end drops what we cached of it). Its GETXATTRs of `security.`
+attributes, and of a directory whose LOOKUPs are asked here (its `struct cm_dir`
+begins with the `struct cm_inode` `cm_getattr` takes), are answered by
+`cm_getattr`: libcephfs's view, which includes this client's writes, checked
+against the MDS (where libcephfs's caps do not cover them) at most once a
+`cache_ttl`, as `CephOperations.getattr` does, and at the next GETATTR after a
+listing sent the file (`checked_until_ns` zeroed) or the kernel's cached listing
+was served (`cm_expire_attrs`), or, a file's, after an unlink answered here.
+Attributes that moved since CephOperations' change checks last saw them (a
+directory's: or since it noted a change of this node's own, `cm_attrs_kept`) are
+told to it, before any request the answer lets through, unless the file is being
+written natively (whose handle's end drops what we cached of it). Its GETXATTRs of `security.`
 attributes, which any caller may read (the kernel's ask for capabilities before
 each write, `ls -l`'s for `security.selinux`), are answered by `cm_getxattr`,
 from libcephfs's xattr caps.
@@ -47,9 +50,10 @@ references go with the client (its unmount drops them, as it does the kernel's).
 An UNLINK in such a directory is done by `cm_unlink` there too, as the caller, and
 answered if it succeeded; pyfuse3 then tells `CephOperations.unlinked`, which
 forgets what the name and the directory's attributes were, before it takes any
-request the answer let through, and every GETATTR answered here after it is
-checked (`cm_expire_attrs`: the name may have been the file's last link, which a
-GETATTR answered before the trio thread is told must not miss). A failed one goes
+request the answer let through, and every file's GETATTR answered here after it
+is checked (`unlink_epoch`: the name may have been the file's last link, which a
+GETATTR answered before the trio thread is told must not miss; a directory's own
+attributes come back with the unlink's answer). A failed one goes
 to `CephOperations.unlink`, which asks again and answers the failure (a failed
 unlink changed nothing).
 
@@ -98,15 +102,15 @@ struct cm_inode {
     uint64_t seen_mtime_ns;
     uint32_t writing;
     uint32_t tell_next;
+    uint32_t dir;
 };
 ssize_t cm_getxattr(void *arg, char *buf, size_t size, long off);
 ssize_t cm_getattr(void *arg, char *buf, size_t size, long off);
 void cm_attrs_seen(struct cm_inode *node, uint64_t version, uint64_t size, uint64_t mtime_ns);
+void cm_attrs_kept(struct cm_inode *node, uint64_t version, uint64_t size, uint64_t mtime_ns);
 void cm_expire_attrs(void);
 struct cm_dir {
-    void *cmount;
-    void *inode;
-    uint64_t fuse_ino;
+    struct cm_inode node;
     uint64_t root_ino;
     double entry_timeout;
     double attr_timeout;
@@ -164,12 +168,22 @@ struct cm_inode {
     uint64_t seen_mtime_ns;
     uint32_t writing;       /* a handle writes the file natively: tell nothing */
     uint32_t tell_next;     /* tell of the next GETATTR, whatever it finds */
+    uint32_t dir;           /* a directory (the first member of its struct cm_dir) */
 };
 
 static const char CAPABILITY[] = "security.capability";
 
-/* Moved by cm_expire_attrs: every inode's next GETATTR is checked. */
+/* Moved by cm_expire_attrs: every inode's next GETATTR is checked; by an unlink
+   answered here: every file's (a link count may have fallen; a directory's own
+   attributes come back with the unlink's answer). */
 static uint64_t attr_epoch;
+static uint64_t unlink_epoch;
+
+static uint64_t node_epoch(const struct cm_inode *node)
+{
+    uint64_t epoch = __atomic_load_n(&attr_epoch, __ATOMIC_RELAXED);
+    return node->dir ? epoch : epoch + __atomic_load_n(&unlink_epoch, __ATOMIC_RELAXED);
+}
 
 ssize_t cm_read(void *arg, char *buf, size_t size, long off)
 {
@@ -240,9 +254,18 @@ void cm_attrs_seen(struct cm_inode *node, uint64_t version, uint64_t size, uint6
     __atomic_store_n(&node->seen_version, version, __ATOMIC_RELAXED);
     __atomic_store_n(&node->seen_size, size, __ATOMIC_RELAXED);
     __atomic_store_n(&node->seen_mtime_ns, mtime_ns, __ATOMIC_RELAXED);
-    __atomic_store_n(&node->checked_epoch, __atomic_load_n(&attr_epoch, __ATOMIC_RELAXED),
-                     __ATOMIC_RELAXED);
+    __atomic_store_n(&node->checked_epoch, node_epoch(node), __ATOMIC_RELAXED);
     __atomic_store_n(&node->checked_until_ns, now_ns() + node->ttl_ns, __ATOMIC_RELAXED);
+}
+
+/* CephOperations saw these attributes after a change of this node's own (a name
+   made or removed in a directory): nothing to tell of them, and the next check
+   against the MDS stays due when it was. */
+void cm_attrs_kept(struct cm_inode *node, uint64_t version, uint64_t size, uint64_t mtime_ns)
+{
+    __atomic_store_n(&node->seen_version, version, __ATOMIC_RELAXED);
+    __atomic_store_n(&node->seen_size, size, __ATOMIC_RELAXED);
+    __atomic_store_n(&node->seen_mtime_ns, mtime_ns, __ATOMIC_RELAXED);
 }
 
 /* Whether `stx` differs from what the change checks last saw. Only they note what
@@ -267,7 +290,7 @@ ssize_t cm_getattr(void *arg, char *buf, size_t size, long off)
     struct ceph_statx stx;
     struct stat *st = (struct stat *)buf;
     uint64_t now = now_ns();
-    uint64_t epoch = __atomic_load_n(&attr_epoch, __ATOMIC_RELAXED);
+    uint64_t epoch = node_epoch(node);
     int cached = now < __atomic_load_n(&node->checked_until_ns, __ATOMIC_RELAXED)
                  && epoch == __atomic_load_n(&node->checked_epoch, __ATOMIC_RELAXED);
     (void)off;
@@ -300,9 +323,8 @@ ssize_t cm_getattr(void *arg, char *buf, size_t size, long off)
 
 /* A directory whose LOOKUPs (UNLINKs, CREATEs) are asked here first. */
 struct cm_dir {
-    void *cmount;
-    void *inode;            /* struct Inode *, with a reference of the kernel's */
-    uint64_t fuse_ino;
+    struct cm_inode node;   /* its attributes (dir set); the Inode* has a reference of
+                               the kernel's */
     uint64_t root_ino;      /* the mount root's inode number (the kernel's is 1) */
     double entry_timeout;   /* the entry's and its attributes' in an answer */
     double attr_timeout;
@@ -459,15 +481,15 @@ ssize_t cm_lookup(void *arg, char *buf, size_t size, long off)
         ceph_userperm_destroy(perms);
         return -ENOMEM;
     }
-    ret = ceph_ll_lookup(dir->cmount, dir->inode, name, &found->inode, &found->stx,
+    ret = ceph_ll_lookup(dir->node.cmount, dir->node.inode, name, &found->inode, &found->stx,
                          CEPH_STATX_ALL_STATS, 0, perms);
     ceph_userperm_destroy(perms);
     if (ret < 0) {
         free(found);
         return ret;
     }
-    found->cmount = dir->cmount;
-    found->parent = dir->fuse_ino;
+    found->cmount = dir->node.cmount;
+    found->parent = dir->node.fuse_ino;
     found->pid = in->pid;
     found->file = NULL;
     strcpy(found->name, name);
@@ -486,12 +508,12 @@ ssize_t cm_unlink(void *arg, char *buf, size_t size, long off)
     (void)off;
     int ret = caller_perms((const struct fuse_in_header *)buf, &perms);
     if (ret == 0) {
-        ret = ceph_ll_unlink(dir->cmount, dir->inode, buf + sizeof(struct fuse_in_header),
-                             perms);
+        ret = ceph_ll_unlink(dir->node.cmount, dir->node.inode,
+                             buf + sizeof(struct fuse_in_header), perms);
         ceph_userperm_destroy(perms);
     }
     if (ret == 0)  /* the file's link count: no GETATTR answered here may miss it */
-        cm_expire_attrs();
+        __atomic_add_fetch(&unlink_epoch, 1, __ATOMIC_RELAXED);
     return ret;
 }
 
@@ -514,16 +536,16 @@ ssize_t cm_create(void *arg, char *buf, size_t size, long off)
         ceph_userperm_destroy(perms);
         return -ENOMEM;
     }
-    ret = ceph_ll_create(dir->cmount, dir->inode, name, create_in->mode,
-                         (create_in->flags & ~O_DIRECT) | O_CREAT, &made->inode, &made->file,
-                         &made->stx, CEPH_STATX_ALL_STATS, 0, perms);
+    ret = ceph_ll_create(dir->node.cmount, dir->node.inode, name, create_in->mode,
+                         (create_in->flags & ~O_DIRECT) | O_CREAT, &made->inode,
+                         &made->file, &made->stx, CEPH_STATX_ALL_STATS, 0, perms);
     ceph_userperm_destroy(perms);
     if (ret < 0) {  /* CephOperations.create asks again, and answers the failure */
         free(made);
         return ret;
     }
-    made->cmount = dir->cmount;
-    made->parent = dir->fuse_ino;
+    made->cmount = dir->node.cmount;
+    made->parent = dir->node.fuse_ino;
     made->pid = in->pid;
     strcpy(made->name, name);
     cm_add_found(made);

@@ -27,14 +27,15 @@ Python handlers do besides calling libcephfs decides which handles may have them
   blocks misses those writes: the caller asks `writing` before answering
   attributes from its cache, and drops the file's blocks and refreshes its
   attributes when the handle stops writing natively.
-- Attributes: the GETATTRs of every file (not directory) the kernel holds whose
-  attributes `CephOperations` has seen (`attributes`), and of every file written
-  natively, are answered in C, by libcephfs: its own view (with this client's
-  writes), checked against the MDS at most once a `cache_ttl` as
-  `CephOperations.getattr` does, and wherever it drops its cached entry (a change
-  here, a listing that sent the file: `expire`; the kernel serving a cached
-  listing: `expire_attributes`). An answer whose change counter, size or mtime
-  moved since the change checks last saw them is told to
+- Attributes: the GETATTRs of every file the kernel holds whose attributes
+  `CephOperations` has seen (`attributes`), of every file written natively, and of
+  every directory whose lookups are answered in C, are answered in C, by libcephfs:
+  its own view (with this client's writes), checked against the MDS at most once a
+  `cache_ttl` as `CephOperations.getattr` does, and wherever it drops its cached
+  entry (a change here, a listing that sent the file: `expire`; the kernel serving
+  a cached listing: `expire_attributes`; a file's, an unlink answered in C). An
+  answer whose change counter, size or mtime moved since the change checks last saw
+  them (or, a directory's, since this node changed it: `kept`) is told to
   `CephOperations.attributes_sent` before any request it lets through, so our
   blocks of a file another node changed are dropped before the next read (not
   while a handle writes the file natively: its end drops them). So are their
@@ -205,9 +206,9 @@ class NativeHandlers:
         """The Ceph client is being dropped: no request reaches any handler of ours
         after this, and none is set again; `clear_all` waits for the calls in flight."""
         self._closed = True
-        fhs, inodes = list(self._registered), [*self._inodes, *self._dirs]
+        fhs, inodes = list(self._registered), list(self._inodes)  # directories' too
         self._retired.extend(r.owner for r in self._registered.values())
-        self._retired.extend([*self._inodes.values(), *self._dirs.values()])
+        self._retired.extend(self._inodes.values())
         self._registered.clear()
         self._inodes.clear()
         self._dirs.clear()
@@ -248,15 +249,17 @@ class NativeHandlers:
         try:
             address, owner = self._client.native_dir(
                 directory, fuse_ino, self._root_ino, self._policy.entry_timeout,
-                self._policy.attr_timeout)
+                self._policy.attr_timeout, self._policy.cache_ttl)
+            functions = self._functions
             pyfuse3.set_native_inode_handlers(
-                fuse_ino, address, lookup=self._functions.lookup,
-                unlink=self._functions.unlink,
-                create=self._functions.create if self._creates else 0)
+                fuse_ino, address, getattr=functions.getattr,
+                attr_timeout=self._policy.attr_timeout, getxattr=functions.getxattr,
+                xattr_name=SHARED_XATTRS, lookup=functions.lookup, unlink=functions.unlink,
+                create=functions.create if self._creates else 0)
         except (OSError, CephError) as exc:
             log.warning("lookups in inode %d stay on the Python path: %s", fuse_ino, exc)
             return
-        self._dirs[fuse_ino] = owner
+        self._dirs[fuse_ino] = self._inodes[fuse_ino] = owner
 
     def take_lookup(self, parent: int, name: bytes, pid: int) -> tuple[Inode, StatX] | None:
         """What a lookup handler found for `name` in `parent` for the caller `pid`
@@ -271,7 +274,8 @@ class NativeHandlers:
 
     def forgotten(self, fuse_ino: int) -> None:
         """The kernel forgot `fuse_ino`: before its reference is put."""
-        owner = self._dirs.pop(fuse_ino, None) or self._inodes.pop(fuse_ino, None)
+        owner = self._inodes.pop(fuse_ino, None)
+        self._dirs.pop(fuse_ino, None)
         if owner is not None:
             pyfuse3.clear_native_handlers((), (fuse_ino,), False)
             self._retire(owner)
@@ -287,8 +291,9 @@ class NativeHandlers:
 
     def attributes(self, fuse_ino: int, stx: StatX) -> None:
         """The change checks saw `stx` of `fuse_ino`, fresh: its GETATTRs are answered
-        in C from now on (not a directory's), checked again a `cache_ttl` later (as
-        our cache's entry would be), and told only of attributes that differ."""
+        in C from now on (a directory's once its lookups are: `serve_lookups`), checked
+        again a `cache_ttl` later (as our cache's entry would be), and told only of
+        attributes that differ."""
         owner = self._inodes.get(fuse_ino)
         if owner is None:
             if self._closed or stat.S_ISDIR(stx.mode):
@@ -299,6 +304,14 @@ class NativeHandlers:
                 log.warning("attributes of inode %d stay on the Python path: %s", fuse_ino, exc)
                 return
         native_attributes_seen(owner[0], stx)
+
+    def kept(self, fuse_ino: int, stx: StatX) -> None:
+        """After a change of this node's own, CephOperations saw `stx` of `fuse_ino`:
+        a directory's GETATTRs do not tell of them (a file's still do: another node's
+        change may have come with them, and our blocks must go)."""
+        owner = self._dirs.get(fuse_ino)
+        if owner is not None:
+            native_attributes_seen(owner[0], stx, kept=True)
 
     def expire(self, fuse_ino: int) -> None:
         """`fuse_ino`'s next GETATTR is checked against the MDS (our cache's entry of

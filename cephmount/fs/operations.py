@@ -391,9 +391,10 @@ class CephOperations(pyfuse3.Operations):
         r/w on two nodes). libcephfs's own view includes our change (the MDS's reply
         carried the directory's new attributes); the entry keeps the expiry of its last
         check against the MDS, so other nodes' changes show no later than before.
-        Nothing to keep without a live entry: then the next ask goes to the MDS anyway.
+        Nothing to keep without a live entry: then the next ask goes to the MDS anyway
+        (unless answered in C: a directory's there must not tell of our own change).
         """
-        if self._attrs.get(fuse_ino) is None:
+        if not self._keeps_attrs(fuse_ino):
             return
         try:
             handle = await self._handle(fuse_ino)
@@ -401,6 +402,10 @@ class CephOperations(pyfuse3.Operations):
             self._drop_attrs(fuse_ino)
             return
         self._keep_attrs(fuse_ino, handle)
+
+    def _keeps_attrs(self, fuse_ino: int) -> bool:
+        """Whether attributes of `fuse_ino` are kept where a change of ours must show."""
+        return self._attrs.get(fuse_ino) is not None or self._native.serves_attributes(fuse_ino)
 
     def _keep_attrs(self, fuse_ino: int, handle: Inode) -> None:
         """`_refresh_attrs` once the inode's `handle` is known: memory only."""
@@ -410,6 +415,7 @@ class CephOperations(pyfuse3.Operations):
             self._drop_attrs(fuse_ino)
             return
         self._attrs.update(fuse_ino, stx)
+        self._native.kept(fuse_ino, stx)
 
     async def _made(self, parent: int, name: bytes, handle: Inode,
                     stx: StatX) -> pyfuse3.EntryAttributes:
@@ -746,7 +752,7 @@ class CephOperations(pyfuse3.Operations):
         no later request sees the name or the attributes as they were.
         """
         self._forget_name(parent_inode, name)
-        if self._attrs.get(parent_inode) is None:
+        if not self._keeps_attrs(parent_inode):
             return
         try:
             handle = self._inodes.handle(parent_inode)

@@ -704,6 +704,45 @@ def native_lookup(address: int, name: bytes, pid: int) -> tuple[int, bytes]:
     return result, bytes(buffer)
 
 
+def native_create(address: int, name: bytes, flags: int, mode: int, pid: int) -> int:
+    """Call the native create function as pyfuse3 does, with a CREATE request of
+    `pid`'s: its result (it answers nothing, and leaves the request as it was)."""
+    import cephmount.ceph._native_io as native
+
+    size = 40 + 16 + len(name) + 1
+    header = struct.pack("<IIQQIIIHH", size, 35, 1, 1, 0, 0, pid, 0, 0)
+    request = header + struct.pack("<IIII", flags, mode, 0, 0) + name + b"\0"
+    buffer = bytearray(request) + bytearray(4096)
+    result = int(native.lib.cm_create(native.ffi.cast("void *", address),
+                                      native.ffi.from_buffer(buffer), len(request), 0))
+    assert bytes(buffer[:len(request)]) == request
+    return result
+
+
+def test_a_file_a_native_create_made_is_taken_by_its_own_caller_only(
+        client: CephClient, work: tuple[Inode, bytes]) -> None:
+    """The create function makes and opens the file as the caller, and keeps it for
+    the request it was made for (not for a lookup's); one that fails (the name
+    exists) leaves nothing."""
+    directory, _ = work
+    address, _owner = client.native_dir(directory, 4242, 1, 1.0, 1.0, 1.0)
+    exclusive = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    assert native_create(address, b"made", exclusive, 0o100640, os.getpid()) == 0
+    assert native_create(address, b"made", exclusive, 0o100640, os.getpid()) == -errno.EEXIST
+    assert client.waiting_lookups() == 1
+    assert client.take_created(4242, b"made", os.getpid() + 1) is None
+    assert client.take_lookup(4242, b"made", os.getpid()) is None
+    taken = client.take_created(4242, b"made", os.getpid())
+    assert taken is not None and client.waiting_lookups() == 0
+    inode, stx, fh = taken
+    assert stx.mode == 0o100640 and stx.size == 0 and fh.ino == inode.ino == stx.ino
+    client.write(fh, 0, b"written through the handle made")
+    client.release(fh)
+    client.put(inode)
+    _, now = client.lookup(directory, b"made", ROOT)
+    assert now.ino == stx.ino and now.size == 31
+
+
 NS = 1_000_000_000
 # struct fuse_entry_out: nodeid, generation, entry_valid, attr_valid (seconds), their
 # nanoseconds, then struct fuse_attr: ino, size, blocks, a/m/ctime, their nanoseconds,
@@ -721,7 +760,7 @@ def test_an_entry_a_native_lookup_found_is_answered_and_taken_by_its_own_caller_
     client.write(fh, 0, b"twelve bytes")
     client.release(fh)
     client.put(made)
-    address, _owner = client.native_dir(directory, 4242, 1, 1.5, 0.25)  # kept: calls end
+    address, _owner = client.native_dir(directory, 4242, 1, 1.5, 0.25, 1.0)  # kept: calls end
     assert native_lookup(address, b"absent", os.getpid())[0] == -errno.ENOENT
     result, answer = native_lookup(address, b"found", os.getpid())
     assert result == ENTRY_OUT.size
@@ -750,7 +789,7 @@ def test_entries_found_twice_for_one_caller_are_taken_oldest_first(
     directory, _ = work
     first, _, fh = client.create(directory, b"twice", 0o644, os.O_WRONLY, ROOT)
     client.release(fh)
-    address, _owner = client.native_dir(directory, 4242, 1, 1.0, 1.0)
+    address, _owner = client.native_dir(directory, 4242, 1, 1.0, 1.0, 1.0)
     assert native_lookup(address, b"twice", os.getpid())[0] == ENTRY_OUT.size
     client.unlink(directory, b"twice", ROOT)
     second, _, fh = client.create(directory, b"twice", 0o644, os.O_WRONLY, ROOT)
@@ -768,7 +807,7 @@ def test_a_native_lookup_leaves_the_mount_roots_entry_to_python(
     directory, _ = work
     made, _, fh = client.create(directory, b"root-like", 0o644, os.O_WRONLY, ROOT)
     client.release(fh)
-    address, _owner = client.native_dir(directory, 4242, made.ino, 1.0, 1.0)
+    address, _owner = client.native_dir(directory, 4242, made.ino, 1.0, 1.0, 1.0)
     client.put(made)
     assert native_lookup(address, b"root-like", os.getpid())[0] == 0
     taken = client.take_lookup(4242, b"root-like", os.getpid())

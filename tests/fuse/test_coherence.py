@@ -177,6 +177,34 @@ def test_a_nodes_own_directory_changes_show_in_stat_at_once(nodes: dict[str, Nod
             assert os.stat(directory).st_mtime_ns > before.st_mtime_ns, (i, changes.index(change))
 
 
+def test_directory_attributes_are_answered_in_c_and_show_another_nodes_changes(
+        nodes: dict[str, Node], shared: str) -> None:
+    """Once a directory's lookups are answered in C, so are its GETATTRs: this node's
+    changes show at once, with no trip to Python, and another node's within the
+    default mode's bound (cache_ttl, then the kernel's attr_timeout)."""
+    mine, theirs = nodes["a"].root / shared / "watched", nodes["b"].root / shared / "watched"
+    mine.mkdir()
+    assert not (mine / "warm-up").exists()  # a lookup in it: its handlers are set
+
+    def getattrs() -> tuple[int, int]:
+        stats = nodes["a"].stats()
+        return stats["op_stats"]["ops"]["getattr"]["count"], stats["native_getattrs"]
+
+    (before, native_before), mtime = getattrs(), os.stat(mine).st_mtime_ns
+    for i in range(20):
+        (mine / f"f{i}").write_bytes(b"")
+        now = os.stat(mine).st_mtime_ns
+        assert now > mtime, i
+        mtime = now
+    total, native = getattrs()
+    assert native - native_before >= 20
+    assert (total - before) - (native - native_before) <= 1  # the rest went to Python
+    os.mkdir(theirs / "from-b")
+    policy = POLICIES[Coherence.DEFAULT]
+    seen = wait_for(lambda: os.stat(mine).st_nlink == 3, limit=5.0)
+    assert seen < policy.cache_ttl + policy.attr_timeout + 0.5, seen
+
+
 def test_xattrs_set_on_this_node_or_another_are_seen(nodes: dict[str, Node],
                                                      shared: str) -> None:
     """security.* answers are cached (the kernel asks before every write), never past the bound."""
