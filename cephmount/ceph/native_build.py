@@ -465,35 +465,56 @@ static ssize_t entry_out(const struct cm_dir *dir, const struct ceph_statx *stx,
     return sizeof(*out);
 }
 
+/* The caller's credentials, and an entry for `name` in `dir` found or made for the
+   request `in`, whose libcephfs call fills in the rest: 0, or -errno (nothing to
+   free). */
+static int cm_found_start(const struct cm_dir *dir, const struct fuse_in_header *in,
+                          const char *name, UserPerm **perms, struct cm_found **found)
+{
+    int ret = caller_perms(in, perms);
+    if (ret < 0)
+        return ret;
+    *found = malloc(sizeof(**found) + strlen(name) + 1);
+    if (!*found) {
+        ceph_userperm_destroy(*perms);
+        return -ENOMEM;
+    }
+    (*found)->cmount = dir->node.cmount;
+    (*found)->parent = dir->node.fuse_ino;
+    (*found)->pid = in->pid;
+    (*found)->file = NULL;
+    strcpy((*found)->name, name);
+    return 0;
+}
+
+/* After the call, which returned `ret`: the entry waits to be taken if it succeeded. */
+static int cm_found_end(struct cm_found *found, UserPerm *perms, int ret)
+{
+    ceph_userperm_destroy(perms);
+    if (ret < 0)
+        free(found);
+    else
+        cm_add_found(found);
+    return ret;
+}
+
 ssize_t cm_lookup(void *arg, char *buf, size_t size, long off)
 {
     struct cm_dir *dir = arg;
     const struct fuse_in_header *in = (const void *)buf;
     const char *name = (const char *)(in + 1);
     UserPerm *perms;
+    struct cm_found *found;
     (void)size;
     (void)off;
-    int ret = caller_perms(in, &perms);
+    int ret = cm_found_start(dir, in, name, &perms, &found);
     if (ret < 0)
         return ret;
-    struct cm_found *found = malloc(sizeof(*found) + strlen(name) + 1);
-    if (!found) {
-        ceph_userperm_destroy(perms);
-        return -ENOMEM;
-    }
-    ret = ceph_ll_lookup(dir->node.cmount, dir->node.inode, name, &found->inode, &found->stx,
-                         CEPH_STATX_ALL_STATS, 0, perms);
-    ceph_userperm_destroy(perms);
-    if (ret < 0) {
-        free(found);
+    ret = cm_found_end(found, perms,
+                       ceph_ll_lookup(dir->node.cmount, dir->node.inode, name, &found->inode,
+                                      &found->stx, CEPH_STATX_ALL_STATS, 0, perms));
+    if (ret < 0)
         return ret;
-    }
-    found->cmount = dir->node.cmount;
-    found->parent = dir->node.fuse_ino;
-    found->pid = in->pid;
-    found->file = NULL;
-    strcpy(found->name, name);
-    cm_add_found(found);
     if (found->stx.stx_dev != CEPH_NOSNAP || found->stx.stx_ino > CM_INO_MASK
             || found->stx.stx_ino == dir->root_ino)
         return 0;  /* numbered in Python (vino.py, inodes.py) */
@@ -526,30 +547,18 @@ ssize_t cm_create(void *arg, char *buf, size_t size, long off)
     const struct fuse_create_in *create_in = (const void *)(in + 1);
     const char *name = (const char *)(create_in + 1);
     UserPerm *perms;
+    struct cm_found *made;
     (void)size;
     (void)off;
-    int ret = caller_perms(in, &perms);
+    int ret = cm_found_start(dir, in, name, &perms, &made);
     if (ret < 0)
         return ret;
-    struct cm_found *made = malloc(sizeof(*made) + strlen(name) + 1);
-    if (!made) {
-        ceph_userperm_destroy(perms);
-        return -ENOMEM;
-    }
-    ret = ceph_ll_create(dir->node.cmount, dir->node.inode, name, create_in->mode,
-                         (create_in->flags & ~O_DIRECT) | O_CREAT, &made->inode,
-                         &made->file, &made->stx, CEPH_STATX_ALL_STATS, 0, perms);
-    ceph_userperm_destroy(perms);
-    if (ret < 0) {  /* CephOperations.create asks again, and answers the failure */
-        free(made);
-        return ret;
-    }
-    made->cmount = dir->node.cmount;
-    made->parent = dir->node.fuse_ino;
-    made->pid = in->pid;
-    strcpy(made->name, name);
-    cm_add_found(made);
-    return 0;
+    /* A failure: CephOperations.create asks again, and answers it. */
+    return cm_found_end(made, perms,
+                        ceph_ll_create(dir->node.cmount, dir->node.inode, name,
+                                       create_in->mode, (create_in->flags & ~O_DIRECT) | O_CREAT,
+                                       &made->inode, &made->file, &made->stx,
+                                       CEPH_STATX_ALL_STATS, 0, perms));
 }
 
 /* The file a create function made for `pid` as `name` in `parent`: 1 with its
