@@ -305,6 +305,10 @@ class NativeHandlers:
                 return
         native_attributes_seen(owner[0], stx)
 
+    def serves_directory(self, fuse_ino: int) -> bool:
+        """Whether `fuse_ino` is a directory whose requests are answered in C."""
+        return fuse_ino in self._dirs
+
     def kept(self, fuse_ino: int, stx: StatX) -> None:
         """After a change of this node's own, CephOperations saw `stx` of `fuse_ino`:
         a directory's GETATTRs do not tell of them (a file's still do: another node's

@@ -404,8 +404,9 @@ class CephOperations(pyfuse3.Operations):
         self._keep_attrs(fuse_ino, handle)
 
     def _keeps_attrs(self, fuse_ino: int) -> bool:
-        """Whether attributes of `fuse_ino` are kept where a change of ours must show."""
-        return self._attrs.get(fuse_ino) is not None or self._native.serves_attributes(fuse_ino)
+        """Whether attributes of `fuse_ino` are kept where a change of ours must show:
+        our cache, or a directory's handlers in C (`NativeHandlers.kept`)."""
+        return self._attrs.get(fuse_ino) is not None or self._native.serves_directory(fuse_ino)
 
     def _keep_attrs(self, fuse_ino: int, handle: Inode) -> None:
         """`_refresh_attrs` once the inode's `handle` is known: memory only."""
