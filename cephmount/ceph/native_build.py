@@ -247,17 +247,6 @@ void cm_expire_attrs(void)
     __atomic_add_fetch(&attr_epoch, 1, __ATOMIC_RELAXED);
 }
 
-/* CephOperations' change checks saw these attributes, as fresh as a check against
-   the MDS: the next one is due a ttl from now, as its cache's entry is. */
-void cm_attrs_seen(struct cm_inode *node, uint64_t version, uint64_t size, uint64_t mtime_ns)
-{
-    __atomic_store_n(&node->seen_version, version, __ATOMIC_RELAXED);
-    __atomic_store_n(&node->seen_size, size, __ATOMIC_RELAXED);
-    __atomic_store_n(&node->seen_mtime_ns, mtime_ns, __ATOMIC_RELAXED);
-    __atomic_store_n(&node->checked_epoch, node_epoch(node), __ATOMIC_RELAXED);
-    __atomic_store_n(&node->checked_until_ns, now_ns() + node->ttl_ns, __ATOMIC_RELAXED);
-}
-
 /* CephOperations saw these attributes after a change of this node's own (a name
    made or removed in a directory): nothing to tell of them, and the next check
    against the MDS stays due when it was. */
@@ -266,6 +255,15 @@ void cm_attrs_kept(struct cm_inode *node, uint64_t version, uint64_t size, uint6
     __atomic_store_n(&node->seen_version, version, __ATOMIC_RELAXED);
     __atomic_store_n(&node->seen_size, size, __ATOMIC_RELAXED);
     __atomic_store_n(&node->seen_mtime_ns, mtime_ns, __ATOMIC_RELAXED);
+}
+
+/* CephOperations' change checks saw these attributes, as fresh as a check against
+   the MDS: the next one is due a ttl from now, as its cache's entry is. */
+void cm_attrs_seen(struct cm_inode *node, uint64_t version, uint64_t size, uint64_t mtime_ns)
+{
+    cm_attrs_kept(node, version, size, mtime_ns);
+    __atomic_store_n(&node->checked_epoch, node_epoch(node), __ATOMIC_RELAXED);
+    __atomic_store_n(&node->checked_until_ns, now_ns() + node->ttl_ns, __ATOMIC_RELAXED);
 }
 
 /* Whether `stx` differs from what the change checks last saw. Only they note what
