@@ -12,8 +12,8 @@ Python handlers do besides calling libcephfs decides which handles may have them
   our block cache while it is open).
 - Flushes (a close): every handle's, answered with nothing to do (as the Python
   `flush` does), except where the closing owner may hold a lock to give up (the
-  file has lock owners: `locks`) or the handle has lost writes to report: those go
-  to Python.
+  file has lock owners: `lock_owners_changed`) or the handle has lost writes to
+  report: those go to Python.
 - Writes: not O_APPEND (an append is serialised across nodes in Python). A handle
   CREATE made writes natively from its first write (`created`), whose handler first
   sets the handle's unsynced mark (a successor reports writes a dead worker may have
@@ -115,19 +115,21 @@ class _Registered:
 class NativeHandlers:
     def __init__(self, client: CephClient, policy: CoherencePolicy, root_ino: int,
                  inode_of: Callable[[int], Inode],
-                 unsynced_mark: Callable[[int], tuple[int, int]], creates: bool) -> None:
+                 unsynced_mark: Callable[[int], tuple[int, int]],
+                 has_lock_owners: Callable[[int], bool], creates: bool) -> None:
         """`inode_of` gives the inode table's handle of a FUSE inode number;
         `unsynced_mark` where a file handle's unsynced mark is (HandleStore);
+        `has_lock_owners` whether a Ceph inode has lock owners (CephOperations);
         `creates`: whether files may be made (not on a read-only mount)."""
         self._client = client
         self._unsynced_mark = unsynced_mark
+        self._has_lock_owners = has_lock_owners
         self._creates = creates
         self._policy = policy
         self._root_ino = root_ino
         self._inode_of = inode_of
         self._functions = native_functions()
         self._registered: dict[int, _Registered] = {}
-        self._locked: set[int] = set()  # ceph inodes with lock owners
         self._writers: Counter[int] = Counter()  # fuse inode -> handles writing natively
         self._inodes: dict[int, Any] = {}  # fuse inode -> owner of its struct cm_inode
         self._dirs: dict[int, Any] = {}  # fuse inode -> owner of its struct cm_dir
@@ -148,16 +150,17 @@ class NativeHandlers:
             return
         self.opened(fh, of)
 
-    def locks(self, ino: int, held: bool) -> None:
-        """Whether the Ceph inode `ino` has lock owners: its handles' flushes go to
-        Python while it has (the closing owner's locks are given up there)."""
-        if held:
-            self._locked.add(ino)
-        else:
-            self._locked.discard(ino)
+    def lock_owners_changed(self, ino: int) -> None:
+        """The Ceph inode `ino` gained its first lock owner or lost its last: its
+        handles' flushes go to Python while it has any (the closing owner's locks are
+        given up there)."""
         for registered in self._registered.values():
             if registered.of.ino == ino:
-                registered.owner[0].flush_in_python = held or registered.of.lost_writes
+                registered.owner[0].flush_in_python = self._flush_in_python(registered.of)
+
+    def _flush_in_python(self, of: OpenFile) -> bool:
+        """Whether a close of `of` needs Python: locks to give up, lost writes to report."""
+        return of.lost_writes or self._has_lock_owners(of.ino)
 
     def written(self, fh: int, of: OpenFile) -> bool:
         """After a write through Python: True if the handle's next writes are native."""
@@ -354,7 +357,7 @@ class NativeHandlers:
                 node.writing = 1
             mark = self._unsynced_mark(fh) if writes and not of.unsynced else None
             address, owner = self._client.native_file(of.handle, mark)
-            owner[0].flush_in_python = of.lost_writes or of.ino in self._locked
+            owner[0].flush_in_python = self._flush_in_python(of)
             functions = self._functions
             reads = not of.block_size or of.writable
             pyfuse3.set_native_handler(fh, functions.read if reads else 0,

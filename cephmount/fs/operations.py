@@ -220,11 +220,12 @@ class CephOperations(pyfuse3.Operations):
         self._attrs: ExpiringMap[StatX] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._names: ExpiringMap[int] = ExpiringMap(ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
         self._heap = HeapReleaser()
+        self._lock_owners: dict[int, set[int]] = {}  # ceph inode -> owners that took locks
         self._native = NativeHandlers(ceph.sync, self._policy, root.ino, self._inodes.handle,
-                                      self._handles.unsynced_mark, not read_only)
+                                      self._handles.unsynced_mark,
+                                      self._lock_owners.__contains__, not read_only)
         self._reader = CachedReader(ceph, self.blocks, self._heap)
         self._append_locks: dict[int, trio.Lock] = {}
-        self._lock_owners: dict[int, set[int]] = {}  # ceph inode -> owners that took locks
         self._block_sizes: LRUCache[int, int] = LRUCache(maxsize=ATTR_CACHE_ENTRIES)
         self._xattrs: ExpiringMap[dict[bytes, bytes | None]] = ExpiringMap(
             ATTR_CACHE_ENTRIES, self._policy.cache_ttl)
@@ -1043,8 +1044,10 @@ class CephOperations(pyfuse3.Operations):
                 if exc.errno != errno.EAGAIN or not wait:
                     raise
                 return None
-            self._lock_owners.setdefault(of.ino, set()).add(owner)
-            self._native.locks(of.ino, True)
+            holders = self._lock_owners.setdefault(of.ino, set())
+            holders.add(owner)
+            if len(holders) == 1:  # the file's first
+                self._native.lock_owners_changed(of.ino)
             return True
 
         await until_granted(attempt)  # an interrupt (a signal to the waiter) cancels it
@@ -1055,7 +1058,7 @@ class CephOperations(pyfuse3.Operations):
             owners.discard(owner)
             if not owners:
                 del self._lock_owners[ino]
-                self._native.locks(ino, False)
+                self._native.lock_owners_changed(ino)
 
     # -- directories -------------------------------------------------------------------
 
