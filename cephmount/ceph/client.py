@@ -676,11 +676,16 @@ class CephClient:
         """As `native_file`, a `struct cm_inode` for `inode`, known to the kernel as
         `fuse_ino`, whose attributes are checked against the MDS at most once a `ttl`
         (seconds). The owner's first item is the struct."""
+        address, node = _native_struct("struct cm_inode *", {})
+        return address, (node, self._fill_node(node, inode, fuse_ino, ttl))
+
+    def _fill_node(self, node: Any, inode: Inode, fuse_ino: int, ttl: float) -> Any:
+        """Fill in a `struct cm_inode` (`native_inode`): the root UserPerm it holds,
+        which its owner must keep (our LRU of them may free it)."""
         root = self._perm(ROOT)
-        address, node = _native_struct("struct cm_inode *", {
-            "cmount": self._live(), "inode": inode.ptr, "root": root})
+        _set_pointers(node, {"cmount": self._live(), "inode": inode.ptr, "root": root})
         node.fuse_ino, node.ttl_ns = fuse_ino, int(ttl * 1e9)
-        return address, (node, root)
+        return root
 
     def native_dir(self, inode: Inode, fuse_ino: int, root_ino: int, entry_timeout: float,
                    attr_timeout: float, ttl: float) -> tuple[int, Any]:
@@ -690,11 +695,10 @@ class CephClient:
         root (`root_ino`). The owner's first item is its struct cm_inode."""
         import cephmount.ceph._native_io as _native_io
 
-        root = self._perm(ROOT)
         address, directory = _native_struct("struct cm_dir *", {})
         node = _native_io.ffi.addressof(directory, "node")
-        _set_pointers(node, {"cmount": self._live(), "inode": inode.ptr, "root": root})
-        node.fuse_ino, node.ttl_ns, node.dir = fuse_ino, int(ttl * 1e9), 1
+        root = self._fill_node(node, inode, fuse_ino, ttl)
+        node.dir = 1
         directory.root_ino = root_ino
         directory.entry_timeout = entry_timeout
         directory.attr_timeout = attr_timeout
