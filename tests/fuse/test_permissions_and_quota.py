@@ -35,6 +35,22 @@ def errno_of(code: str, groups: tuple[int, ...] = ()) -> str:
     return result.stdout.strip()
 
 
+def team_directory(workdir: Path) -> Path:
+    """A directory in `workdir` only root and TEAM_GID's members may search and write."""
+    workdir.chmod(0o755)
+    team = workdir / "team"
+    team.mkdir()
+    os.chown(team, 0, TEAM_GID)
+    team.chmod(0o770)
+    return team
+
+
+def answered_in_c(mount: Path, op: str) -> tuple[int, int]:
+    """The mount's `op` requests answered in C so far, and those handed to Python."""
+    stats = json.loads(os.getxattr(mount, "cephmount.stats"))
+    return int(stats[f"native_{op}s"]), int(stats[f"native_{op}_fallbacks"])
+
+
 def test_non_root_caller_gets_eacces_where_posix_says(workdir: Path) -> None:
     workdir.chmod(0o755)
     secret = workdir / "secret"
@@ -63,11 +79,7 @@ def test_lookups_go_by_the_callers_supplementary_groups(cephmount_mount: Path,
     """In a directory only a supplementary group may search, a name is found, and an
     absent one answered ENOENT by the lookup in C (which reads the caller's groups as
     the Python handlers and ceph-fuse do); without the group, EACCES."""
-    workdir.chmod(0o755)
-    team = workdir / "team"
-    team.mkdir()
-    os.chown(team, 0, TEAM_GID)
-    team.chmod(0o770)
+    team = team_directory(workdir)
     (team / "plan").write_text("ship it")
     assert errno_of(f"os.stat({str(team / 'warm-up')!r})", (TEAM_GID,)) == "ENOENT"
 
@@ -87,23 +99,15 @@ def test_unlinks_go_by_the_callers_supplementary_groups(cephmount_mount: Path,
                                                        workdir: Path) -> None:
     """In a directory only a supplementary group may write, a member's unlinks are
     done and answered in C, as the member: none needs the Python handler."""
-    workdir.chmod(0o755)
-    team = workdir / "team"
-    team.mkdir()
-    os.chown(team, 0, TEAM_GID)
-    team.chmod(0o770)
+    team = team_directory(workdir)
     for i in range(3):
         (team / f"draft{i}").write_text("scrap it")
     assert errno_of(f"os.stat({str(team / 'warm-up')!r})", (TEAM_GID,)) == "ENOENT"
 
-    def unlinks() -> tuple[int, int]:
-        stats = json.loads(os.getxattr(cephmount_mount, "cephmount.stats"))
-        return int(stats["native_unlinks"]), int(stats["native_unlink_fallbacks"])
-
-    done, handed_on = unlinks()
+    done, handed_on = answered_in_c(cephmount_mount, "unlink")
     for i in range(3):
         assert errno_of(f"os.unlink({str(team / f'draft{i}')!r})", (TEAM_GID,)) == "ok"
-    assert unlinks() == (done + 3, handed_on)
+    assert answered_in_c(cephmount_mount, "unlink") == (done + 3, handed_on)
     assert not list(team.iterdir())
 
 
@@ -112,22 +116,14 @@ def test_creates_go_by_the_callers_supplementary_groups(cephmount_mount: Path,
     """In a directory only a supplementary group may write, a member's files are made
     on the reading thread as the member (owner, umask); a stranger is refused (by the
     kernel's own check: no create reaches the mount)."""
-    workdir.chmod(0o755)
-    team = workdir / "team"
-    team.mkdir()
-    os.chown(team, 0, TEAM_GID)
-    team.chmod(0o770)
+    team = team_directory(workdir)
     assert errno_of(f"os.stat({str(team / 'warm-up')!r})", (TEAM_GID,)) == "ENOENT"
 
-    def creates() -> tuple[int, int]:
-        stats = json.loads(os.getxattr(cephmount_mount, "cephmount.stats"))
-        return int(stats["native_creates"]), int(stats["native_create_fallbacks"])
-
-    made, handed_on = creates()
+    made, handed_on = answered_in_c(cephmount_mount, "create")
     for i in range(3):
         code = f"os.umask(0o027); open({str(team / f'note{i}')!r}, 'x').write('kept')"
         assert errno_of(code, (TEAM_GID,)) == "ok"
-    assert creates() == (made + 3, handed_on)
+    assert answered_in_c(cephmount_mount, "create") == (made + 3, handed_on)
     for i in range(3):
         made_file = (team / f"note{i}").stat()
         assert (made_file.st_uid, made_file.st_gid) == (OTHER_UID, OTHER_GID)
@@ -135,7 +131,7 @@ def test_creates_go_by_the_callers_supplementary_groups(cephmount_mount: Path,
         assert (team / f"note{i}").read_text() == "kept"
     team.chmod(0o775)  # searchable, not writable, by others
     assert errno_of(f"open({str(team / 'stranger')!r}, 'w')") == "EACCES"
-    assert creates() == (made + 3, handed_on)
+    assert answered_in_c(cephmount_mount, "create") == (made + 3, handed_on)
     assert not (team / "stranger").exists()
 
 
