@@ -35,7 +35,6 @@ from cephmount.ceph._perms import UserPermCache
 from cephmount.ceph.asok import admin_socket_command
 from cephmount.ceph.errors import CephError, check
 from cephmount.ceph.structs import (
-    DIRENT_FORMAT,
     NOW,
     ROOT,
     Credentials,
@@ -44,6 +43,7 @@ from cephmount.ceph.structs import (
     FileHandle,
     Inode,
     Lock,
+    NameBatch,
     StatX,
     TimeArg,
 )
@@ -984,22 +984,24 @@ class CephClient:
         if lib.ceph_telldir(self._cmount, dirh.ptr) != offset:
             lib.ceph_seekdir(self._cmount, dirh.ptr, offset)
 
-    def readdir_names(self, dirh: DirHandle, offset: int, limit: int) -> list[DirEntry]:
+    def readdir_names(self, dirh: DirHandle, offset: int, limit: int) -> NameBatch:
         """At most `limit` entries from `offset` ("." and ".." included) with their
-        numbers and types only (`stat.mode` holds just the type), in one libcephfs
-        call (`ceph_getdents`) instead of three per entry. Only outside snapshots:
-        a snapshot's numbers need its snap id (see vino.py); there `readdir_batch`.
+        numbers and types only, in one libcephfs call (`ceph_getdents`) instead of
+        three per entry. In a snapshot, whose numbers need its snap id (see vino.py),
+        they are read with `readdir_batch` and renumbered. A short batch (the end of
+        a directory) is copied into bytes of its size rather than hold the buffer.
         """
         if self._numbers.vino(dirh.ino)[1] != NOSNAP:
-            return self.readdir_batch(dirh, offset, limit, dots=True)
-        dirents = ffi.new("struct dirent[]", limit)
+            return NameBatch.of(self.readdir_batch(dirh, offset, limit, dots=True))
+        dirents = _unzeroed("struct dirent[]", limit)
         with self._gate:
             self._seekdir(dirh, offset)
             size = check(lib.ceph_getdents(self._cmount, dirh.ptr, ffi.cast("char *", dirents),
                                            ffi.sizeof(dirents)), "getdents")
-        return [DirEntry(name[:name.index(0)], StatX.of_type(number, kind << 12), next_offset)
-                for number, next_offset, kind, name
-                in DIRENT_FORMAT.iter_unpack(ffi.buffer(dirents, size))]
+        records = memoryview(ffi.buffer(dirents, size))
+        if 2 * size < ffi.sizeof(dirents):
+            return NameBatch(memoryview(bytes(records)))
+        return NameBatch(records.toreadonly())
 
     # --- names -----------------------------------------------------------
 

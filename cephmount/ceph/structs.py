@@ -139,6 +139,50 @@ class DirEntry(NamedTuple):
     inode: Inode | None = None
 
 
+class NameBatch:
+    """Directory entries as `ceph_getdents` writes them: `struct dirent` records
+    (DIRENT_FORMAT), kept as they are.
+
+    A plain READDIR's reply is sent from them by pyfuse3's `readdir_reply_dirents`
+    in one call, with no Python object per name; the numbers are read as a strided
+    view of the records. A batch is immutable; `since` shares its records.
+    """
+
+    __slots__ = ("records",)
+    _WORDS = DIRENT_FORMAT.size // 8  # a record's length in 64-bit words; d_ino is the first
+
+    def __init__(self, records: memoryview) -> None:
+        """`records`: bytes of whole records (a multiple of DIRENT_FORMAT.size)."""
+        self.records = records
+
+    @classmethod
+    def of(cls, entries: list[DirEntry]) -> NameBatch:
+        """The records of entries read otherwise (a snapshot's, renumbered)."""
+        return cls(memoryview(b"".join(
+            DIRENT_FORMAT.pack(entry.stat.ino, entry.offset, entry.stat.mode >> 12, entry.name)
+            for entry in entries)))
+
+    def __len__(self) -> int:
+        return len(self.records) // DIRENT_FORMAT.size
+
+    def since(self, index: int) -> NameBatch:
+        """The entries from `index` on."""
+        return NameBatch(self.records[index * DIRENT_FORMAT.size:])
+
+    def offset_after(self, index: int) -> int:
+        """Where the listing continues after the entry at `index`."""
+        return int(DIRENT_FORMAT.unpack_from(self.records, index * DIRENT_FORMAT.size)[1])
+
+    def numbers(self, stop: int) -> memoryview:
+        """The inode numbers of the first `stop` entries."""
+        return self.records.cast("Q")[:stop * self._WORDS:self._WORDS]
+
+    def entries(self) -> list[DirEntry]:
+        """Each entry with its name, number, type (`stat.mode`) and next offset."""
+        return [DirEntry(name[:name.index(0)], StatX.of_type(number, kind << 12), next_offset)
+                for number, next_offset, kind, name in DIRENT_FORMAT.iter_unpack(self.records)]
+
+
 @dataclass(frozen=True, slots=True)
 class Lock:
     """A POSIX byte-range lock (struct flock, whence is always SEEK_SET)."""

@@ -17,8 +17,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, fields
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from cachetools import LRUCache
 
@@ -287,6 +288,13 @@ class ExpiringMap(Generic[V]):
     def drop(self, key: object) -> None:
         with self._lock:
             self._items.pop(key, None)
+
+    def drop_all(self, keys: AbstractSet[Any]) -> None:
+        """Drop every entry of `keys`, walking whichever of the two is smaller."""
+        with self._lock:
+            doomed = keys if len(keys) < len(self._items) else keys & self._items.keys()
+            for key in doomed:
+                self._items.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:

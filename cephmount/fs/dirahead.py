@@ -26,18 +26,18 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from cephmount.ceph.errors import CephError
-from cephmount.ceph.structs import DirEntry, DirHandle
+from cephmount.ceph.structs import DirHandle, NameBatch
 
 log = logging.getLogger(__name__)
 
-Fetch = Callable[[DirHandle, int], Awaitable[list[DirEntry]]]
+Fetch = Callable[[DirHandle, int], Awaitable[NameBatch]]
 
 
 class _Read:
     def __init__(self, offset: int) -> None:
         self.offset = offset
         self.done = trio.Event()
-        self.entries: list[DirEntry] | None = None
+        self.entries: NameBatch | None = None
 
 
 class ListingAhead:
@@ -69,7 +69,7 @@ class ListingAhead:
         finally:
             read.done.set()
 
-    async def take(self, fh: int, offset: int) -> list[DirEntry] | None:
+    async def take(self, fh: int, offset: int) -> NameBatch | None:
         """The names read ahead on `fh` if they start at `offset`; None otherwise.
         Either way, no read of `fh` is in flight when this returns."""
         read = self._reads.pop(fh, None)

@@ -11,6 +11,7 @@ See docs/inode-table.md.
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -43,6 +44,14 @@ class InodeTable(Generic[HandleT]):
 
     def to_fuse(self, ceph_ino: int) -> int:
         return pyfuse3.ROOT_INODE if ceph_ino == self._root_ino else ceph_ino
+
+    def to_fuse_all(self, ceph_inos: Iterable[int]) -> set[int]:
+        """`to_fuse` of each, as a set: a listing's numbers at once."""
+        numbers = set(ceph_inos)
+        if self._root_ino in numbers:
+            numbers.discard(self._root_ino)
+            numbers.add(pyfuse3.ROOT_INODE)
+        return numbers
 
     def handle(self, fuse_ino: int) -> HandleT:
         """The handle of an inode in the table; ESTALE for one it does not hold."""

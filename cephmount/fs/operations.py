@@ -36,6 +36,7 @@ from cephmount.ceph.structs import (
     FileHandle,
     Inode,
     Lock,
+    NameBatch,
     StatX,
 )
 from cephmount.fs.cache import Block, BlockCache, ExpiringMap, block_size_for
@@ -58,7 +59,7 @@ from cephmount.fs.reads import CachedReader, OpenFile
 log = logging.getLogger(__name__)
 
 READDIR_BATCH = 256  # READDIRPLUS: each entry holds a reference until sent
-NAMES_BATCH = 1024  # plain READDIR: about a reply's worth of names (no references)
+NAMES_BATCH = 4096  # plain READDIR: four replies' worth of names (no references)
 # How often expired entries leave our attribute, name and xattr caches when no new
 # entry pushes them out.
 PURGE_EVERY_S = 10.0
@@ -143,11 +144,11 @@ class Unsent(NamedTuple):
     """Entries of a listing read from libcephfs that a reply had no room for."""
 
     start: int  # the offset the first of them is at
-    plus: bool  # read for READDIRPLUS: each carries a reference to its inode
-    entries: list[DirEntry]
+    # READDIRPLUS's, each with a reference to its inode, or a plain READDIR's names
+    entries: list[DirEntry] | NameBatch
 
 
-NOTHING_UNSENT = Unsent(-1, False, [])
+NOTHING_UNSENT = Unsent(-1, [])
 
 
 class CallerGroups:
@@ -1107,7 +1108,8 @@ class CephOperations(pyfuse3.Operations):
         For READDIRPLUS the kernel counts a lookup of every entry it accepts, so the
         table counts one too, with the reference each entry of the batch carries;
         entries the reply had no room for keep theirs until the next request (or
-        releasedir). A plain READDIR counts none. `.` and `..` come first, as on
+        releasedir). A plain READDIR counts none: its names are sent as libcephfs
+        wrote them, a batch a call (`NameBatch`). `.` and `..` come first, as on
         ceph-fuse, and carry none (the kernel counts none).
         An error after entries were sent ends the reply short instead: the kernel
         asks again from the last one and meets the error then, and a request
@@ -1120,53 +1122,93 @@ class CephOperations(pyfuse3.Operations):
         offset = start_id
         while True:
             try:
-                batch = await self._next_entries(fh, handle, offset, token.plus)
+                batch = await (self._next_entries(fh, handle, offset) if token.plus
+                               else self._next_names(fh, handle, offset))
             except CephError:
                 if offset != start_id:
                     return
                 raise
-            if not batch:
+            if not len(batch):
                 return
-            if not token.plus:  # read the next names while these are sent
-                self._ahead.start(fh, handle, batch[-1].offset)
-            sent = 0
-            try:
-                while sent < len(batch) and self._reply_entry(token, batch[sent], parent):
-                    offset = batch[sent].offset
-                    sent += 1
-            except BaseException:
-                await self._put_entries(batch[sent:])
-                raise
-            if sent < len(batch):
-                self._unsent[fh] = Unsent(offset, token.plus, batch[sent:])
+            rest: list[DirEntry] | NameBatch
+            if isinstance(batch, NameBatch):  # read the next names while these are sent
+                self._ahead.start(fh, handle, batch.offset_after(len(batch) - 1))
+                offset, rest = self._reply_names(token, batch, offset)
+            else:
+                offset, rest = await self._reply_entries(token, batch, parent, offset)
+            if len(rest):
+                self._unsent[fh] = Unsent(offset, rest)
                 return
 
-    async def _next_entries(self, fh: int, handle: DirHandle, offset: int,
-                            plus: bool) -> list[DirEntry]:
-        """The entries from `offset` on: those the last reply had no room for, if they
-        start there and are of the kind asked for, else the names read ahead after
-        the last reply (fs/dirahead.py), else a new batch from libcephfs (the old
-        one's references put). Only READDIRPLUS needs inodes."""
+    async def _unsent_at(self, fh: int, offset: int) -> list[DirEntry] | NameBatch | None:
+        """What the last reply on `fh` had no room for, if it starts at `offset`;
+        else None, and the references of what it was are put."""
         unsent = self._unsent.pop(fh, NOTHING_UNSENT)
-        if unsent.start == offset and unsent.plus == plus and unsent.entries:
+        if unsent.start == offset:
             return unsent.entries
         await self._put_entries(unsent.entries)
+        return None
+
+    async def _next_names(self, fh: int, handle: DirHandle, offset: int) -> NameBatch:
+        """A plain READDIR's names from `offset` on: those the last reply had no room
+        for, else those read ahead after it (fs/dirahead.py), else a new batch."""
+        unsent = await self._unsent_at(fh, offset)
+        if isinstance(unsent, NameBatch):
+            return unsent
+        if unsent is not None:  # READDIRPLUS's, asked for by a plain READDIR
+            await self._put_entries(unsent)
         ahead = await self._ahead.take(fh, offset)
-        if not plus:
-            if ahead is not None:
-                return ahead
-            return await self._ceph.readdir_names(handle, offset, NAMES_BATCH)
+        if ahead is not None:
+            return ahead
+        return await self._ceph.readdir_names(handle, offset, NAMES_BATCH)
+
+    async def _next_entries(self, fh: int, handle: DirHandle, offset: int) -> list[DirEntry]:
+        """READDIRPLUS's entries from `offset` on, each with its inode: those the last
+        reply had no room for, else a new batch (names read ahead are dropped)."""
+        unsent = await self._unsent_at(fh, offset)
+        if isinstance(unsent, list):
+            return unsent
+        await self._ahead.drop(fh)  # no read may use the handle meanwhile
         return await self._ceph.readdir_batch(handle, offset, READDIR_BATCH,
                                               want_inodes=True, dots=True)
 
-    async def _put_entries(self, entries: list[DirEntry]) -> None:
+    async def _put_entries(self, entries: list[DirEntry] | NameBatch) -> None:
+        """Put the references of READDIRPLUS entries (names carry none)."""
+        if isinstance(entries, NameBatch):
+            return
         for item in entries:
             if item.inode is not None:
                 await self._ceph.put(item.inode)
 
+    def _reply_names(self, token: pyfuse3.ReaddirToken, batch: NameBatch,
+                     offset: int) -> tuple[int, NameBatch]:
+        """Send what fits of a plain READDIR's names; return the offset after the
+        last one sent (`offset` if none) and those not sent. A listing drops the
+        cached attributes of what it shows, as `_reply_entry` does."""
+        sent = pyfuse3.readdir_reply_dirents(token, batch.records, 0, self._inodes.root.ino)
+        listed = self._inodes.to_fuse_all(batch.numbers(sent))
+        self._attrs.drop_all(listed)
+        self._native.expire_all(listed)
+        return (batch.offset_after(sent - 1) if sent else offset), batch.since(sent)
+
+    async def _reply_entries(self, token: pyfuse3.ReaddirToken, batch: list[DirEntry],
+                             parent: int, offset: int) -> tuple[int, list[DirEntry]]:
+        """Send what fits of a READDIRPLUS batch; return the offset after the last
+        one sent (`offset` if none) and those not sent, which keep their references
+        (put here if sending fails)."""
+        sent = 0
+        try:
+            while sent < len(batch) and self._reply_entry(token, batch[sent], parent):
+                offset = batch[sent].offset
+                sent += 1
+        except BaseException:
+            await self._put_entries(batch[sent:])
+            raise
+        return offset, batch[sent:]
+
     def _reply_entry(self, token: pyfuse3.ReaddirToken, item: DirEntry, parent: int) -> bool:
-        """Send one entry; for READDIRPLUS count the kernel's lookup of it (a plain
-        READDIR's entries carry no inode). False when the reply is full.
+        """Send one entry of a READDIRPLUS and count the kernel's lookup of it (`.`
+        and `..` carry no inode). False when the reply is full.
 
         A listing is an open of every entry it shows (close-to-open for `ls -l`):
         its attributes are what the MDS put in its readdir reply, which lacks what
@@ -1176,13 +1218,8 @@ class CephOperations(pyfuse3.Operations):
         sizes) rather than our cache. ceph-fuse's listings give no attributes.
         """
         fuse_ino = self._inodes.to_fuse(item.stat.ino)
-        if token.plus:
-            entry = self._entry(fuse_ino, item.stat)
-            entry.attr_timeout = 0
-        else:  # a plain READDIR sends the number and the type only
-            entry = pyfuse3.EntryAttributes()
-            entry.st_ino = fuse_ino
-            entry.st_mode = item.stat.mode
+        entry = self._entry(fuse_ino, item.stat)
+        entry.attr_timeout = 0
         if not pyfuse3.readdir_reply(token, item.name, entry, item.offset):
             return False
         self._drop_attrs(fuse_ino)

@@ -246,9 +246,10 @@ def test_readdir_names_agrees_with_readdir_and_resumes(client: CephClient,
     try:
         everything = list(client.readdir(handle, dots=True))
         resumed, offset = [], 0
-        while batch := client.readdir_names(handle, offset, 9):
-            resumed += batch
-            offset = batch[-1].offset
+        while len(batch := client.readdir_names(handle, offset, 9)):
+            resumed += batch.entries()
+            assert list(batch.numbers(len(batch))) == [e.stat.ino for e in batch.entries()]
+            offset = batch.offset_after(len(batch) - 1)
         assert [(e.name, e.stat.ino, stat.S_IFMT(e.stat.mode), e.offset) for e in resumed] == \
             [(e.name, e.stat.ino, stat.S_IFMT(e.stat.mode), e.offset) for e in everything]
     finally:

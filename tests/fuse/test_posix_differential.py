@@ -266,3 +266,29 @@ def test_listing_while_entries_come_and_go_loses_and_repeats_nothing(workdir: Pa
 
     assert len(seen) == len(set(seen)), "an entry was listed twice"
     assert stable <= set(seen), "an entry present throughout was lost"
+
+
+def _listed(directory: Path) -> list[tuple[str, int, bool, bool, bool]]:
+    """Each entry's name, inode number and type as a plain listing tells them
+    (`os.scandir` reads getdents' d_ino and d_type, and asks nothing else)."""
+    with os.scandir(directory) as entries:
+        return sorted((entry.name, entry.inode(), entry.is_dir(follow_symlinks=False),
+                       entry.is_symlink(), entry.is_file(follow_symlinks=False))
+                      for entry in entries)
+
+
+def test_a_large_listing_shows_what_ceph_fuse_shows(workdir: Path, cephmount_mount: Path,
+                                                     ceph_fuse_mount: Path) -> None:
+    """Names, inode numbers and types over many replies and more than one batch of
+    libcephfs's names: all that `ls -f`, `find` and `os.scandir` read of a listing."""
+    for i in range(5000):
+        (workdir / f"file-{i:05d}").touch()
+    for i in range(40):
+        os.mkdir(workdir / f"dir-{i:02d}")
+        os.symlink(f"file-{i:05d}", workdir / f"link-{i:02d}")
+        os.mkfifo(workdir / f"fifo-{i:02d}")
+    through_ceph_fuse = ceph_fuse_mount / workdir.relative_to(cephmount_mount)
+
+    ours = _listed(workdir)
+    assert len(ours) == 5120
+    assert ours == _listed(through_ceph_fuse)

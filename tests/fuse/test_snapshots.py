@@ -165,3 +165,31 @@ def test_subvolume_snapshots_with_a_confined_key_as_on_ceph_fuse(
     assert all(outcomes["numbers"].values())
     assert outcomes["mksnap"] == ("error", "EACCES")  # no `s` cap
     assert outcomes["rmsnap"] == ("error", "EINVAL")  # an ancestor's, named _NAME_INO
+
+
+def _listed_numbers(directory: Path) -> dict[str, bool]:
+    """Each entry's name, and whether the listing tells its number as stat does.
+    The stats come after the listing: a lookup during it makes the kernel ask for
+    the rest with READDIRPLUS (as it does for `ls -l`)."""
+    with os.scandir(directory) as entries:
+        listed = {entry.name: entry.inode() for entry in entries}
+    return {name: number == os.lstat(directory / name).st_ino
+            for name, number in listed.items()}
+
+
+def test_a_large_snapshot_lists_its_own_numbers(admin_mounts: tuple[Path, Path]) -> None:
+    """A snapshot of a directory too large for one reply: the names after the first
+    reply's come from plain READDIRs, whose numbers must be the snapshot's, as a
+    stat of each entry finds them (on ceph-fuse as on cephmount)."""
+    ours, reference = admin_mounts
+    with scratch_dir(ours, "snap") as directory:
+        for i in range(600):
+            (directory / f"f{i:03d}").touch()
+        os.mkdir(directory / ".snap" / "s1")
+        try:
+            listed = _listed_numbers(directory / ".snap" / "s1")
+            expected = _listed_numbers(reference / directory.name / ".snap" / "s1")
+        finally:
+            os.rmdir(directory / ".snap" / "s1")
+    assert listed == expected
+    assert len(listed) == 600 and all(listed.values())

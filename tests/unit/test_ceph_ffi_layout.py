@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cephmount.ceph._libcephfs import PROTOTYPES, ffi
-from cephmount.ceph.structs import DIRENT_FORMAT, STATX_FORMAT, StatX
+from cephmount.ceph.structs import DIRENT_FORMAT, STATX_FORMAT, NameBatch, StatX
 
 HEADERS = """
 #define _FILE_OFFSET_BITS 64
@@ -144,6 +144,12 @@ def test_dirent_unpacking_matches_the_struct() -> None:
     assert [(number, offset, kind, name.rstrip(b"\0"))
             for number, offset, kind, name in records] == [
         (2**40, 2**62, 4, b"a"), (2**40 + 1, 2**62 + 1, 5, b"n" * 255)]
+    batch = NameBatch(memoryview(ffi.buffer(dirents)).toreadonly())
+    assert len(batch) == 2 and list(batch.numbers(2)) == [2**40, 2**40 + 1]
+    assert [batch.offset_after(0), batch.since(1).offset_after(0)] == [2**62, 2**62 + 1]
+    assert [(e.name, e.stat.ino, e.stat.mode, e.offset) for e in batch.since(1).entries()] == [
+        (b"n" * 255, 2**40 + 1, 5 << 12, 2**62 + 1)]
+    assert NameBatch.of(batch.entries()).entries() == batch.entries()
 
 
 def test_prototypes_agree_with_headers(tmp_path: Path) -> None:

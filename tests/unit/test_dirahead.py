@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from cephmount.ceph.errors import CephError
-from cephmount.ceph.structs import DirEntry, DirHandle, StatX
+from cephmount.ceph.structs import DirEntry, DirHandle, NameBatch, StatX
 from cephmount.fs.dirahead import ListingAhead
 
 HANDLE = DirHandle(1, None)
@@ -25,7 +25,7 @@ class SlowDirectory:
         self.overlapped = False
         self.fail: type[Exception] | None = None
 
-    async def read(self, handle: DirHandle, offset: int) -> list[DirEntry]:
+    async def read(self, handle: DirHandle, offset: int) -> NameBatch:
         self.overlapped |= self.in_flight > 0
         self.in_flight += 1
         try:
@@ -34,8 +34,8 @@ class SlowDirectory:
                 raise CephError(errno.EIO, "getdents")
             if self.fail is not None:
                 raise self.fail("not libcephfs's")
-            return [DirEntry(b"n%d" % n, StatX.of_type(100 + n, 0o100000), n + 1)
-                    for n in range(offset, offset + 3)]
+            return NameBatch.of([DirEntry(b"n%d" % n, StatX.of_type(100 + n, 0o100000), n + 1)
+                                 for n in range(offset, offset + 3)])
         finally:
             self.in_flight -= 1
 
@@ -55,8 +55,9 @@ async def test_the_next_request_gets_the_names_read_ahead_once_the_read_is_over(
         ahead.start(FH, HANDLE, 3)  # one read per handle at a time
         assert directory.in_flight == 1
         nursery.start_soon(lambda: _let_go_later(directory))
-        entries = await ahead.take(FH, 3)
-        assert [entry.name for entry in entries or []] == [b"n3", b"n4", b"n5"]
+        names = await ahead.take(FH, 3)
+        assert names is not None
+        assert [entry.name for entry in names.entries()] == [b"n3", b"n4", b"n5"]
         assert directory.in_flight == 0 and not directory.overlapped
         assert await ahead.take(FH, 6) is None  # taken once only
         assert ahead.used == 1
@@ -101,7 +102,8 @@ async def test_a_failed_read_is_forgotten_for_the_request_to_meet_itself(
         assert await ahead.take(FH, 3) is None
         ahead.start(FH, HANDLE, 3)  # and a new read may start
         directory.fail = None
-        assert [entry.offset for entry in await ahead.take(FH, 3) or []] == [4, 5, 6]
+        names = await ahead.take(FH, 3)
+        assert names is not None and [entry.offset for entry in names.entries()] == [4, 5, 6]
     logged = "reading the names of a listing ahead failed" in caplog.text
     assert logged == (error is RuntimeError)
 
