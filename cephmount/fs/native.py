@@ -328,7 +328,7 @@ class NativeHandlers:
     def expire_all(self, fuse_inos: set[int]) -> None:
         """`expire` each of `fuse_inos` (a listing's)."""
         for fuse_ino in fuse_inos & self._inodes.keys():
-            self._set_node(fuse_ino, checked_until_ns=0)
+            self._inodes[fuse_ino][0].checked_until_ns = 0
 
     def tell_next_getattr(self, fuse_ino: int) -> None:
         """`CephOperations.attributes_sent` is told of `fuse_ino`'s next GETATTR

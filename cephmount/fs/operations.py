@@ -374,6 +374,11 @@ class CephOperations(pyfuse3.Operations):
         self._attrs.drop(fuse_ino)
         self._native.expire(fuse_ino)
 
+    def _drop_attrs_all(self, fuse_inos: set[int]) -> None:
+        """`_drop_attrs` of each of `fuse_inos` (a listing's)."""
+        self._attrs.drop_all(fuse_inos)
+        self._native.expire_all(fuse_inos)
+
     def _changed_here(self, fuse_ino: int) -> None:
         """This node changed the inode: what we cached of its attributes is stale."""
         self._drop_attrs(fuse_ino)
@@ -1186,9 +1191,7 @@ class CephOperations(pyfuse3.Operations):
         last one sent (`offset` if none) and those not sent. A listing drops the
         cached attributes of what it shows, as `_reply_entry` does."""
         sent = pyfuse3.readdir_reply_dirents(token, batch.records, 0, self._inodes.root.ino)
-        listed = self._inodes.to_fuse_all(batch.numbers(sent))
-        self._attrs.drop_all(listed)
-        self._native.expire_all(listed)
+        self._drop_attrs_all(self._inodes.to_fuse_all(batch.numbers(sent)))
         return (batch.offset_after(sent - 1) if sent else offset), batch.since(sent)
 
     async def _reply_entries(self, token: pyfuse3.ReaddirToken, batch: list[DirEntry],
