@@ -41,8 +41,10 @@ def free_port_pair(start: int = 3400, stop: int = 3600) -> int:
 
 
 def short_tmpdir(prefix: str) -> Path:
-    """A new dir under /tmp: pytest's tmp paths are too long for admin sockets."""
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    """A new dir in the run's own dir (CEPHMOUNT_TEST_TMP, as `make test` sets it, so
+    that what a run leaves is found there) or else in /tmp: pytest's tmp paths are too
+    long for admin sockets."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("CEPHMOUNT_TEST_TMP", "/tmp")))
 
 
 def mounted_client(env: ClientEnv, admin_socket: str | None = None) -> CephClient:

@@ -6,7 +6,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import pytest
 
 from cephmount.devcluster import ClientEnv
 from cephmount.host import mountinfo
+from tests.conftest import short_tmpdir
 
 
 def cephmount_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -64,7 +64,7 @@ def mount_ceph_fuse(env: ClientEnv, mountpoint: Path) -> None:
 def mount_root() -> Iterator[Path]:
     """Where the session's mountpoints live: a dir every user may traverse, since
     tests run programs as other users on the mounts (pytest's tmp dirs are 0700)."""
-    root = Path(tempfile.mkdtemp(prefix="cm-mounts.", dir="/tmp"))
+    root = short_tmpdir("cm-mounts.")
     root.chmod(0o755)
     try:
         yield root

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from cephmount.devcluster import ClientEnv
 from cephmount.host import mountinfo
+from tests.conftest import short_tmpdir
 from tests.fuse.conftest import (
     as_user,
     cephmount_cli,
@@ -100,7 +100,7 @@ def test_impossible_mounts_fail_fast_with_one_line(case: str, client_env: Client
 @pytest.fixture
 def open_dir() -> Iterator[Path]:
     """A directory every user may enter (pytest's tmp dirs are 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="cm-msg.", dir="/tmp"))
+    path = short_tmpdir("cm-msg.")
     path.chmod(0o755)
     try:
         yield path

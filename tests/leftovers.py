@@ -1,0 +1,94 @@
+"""What a test run left behind: mounts under its dir and processes it started.
+
+`make test` runs this after pytest, whatever pytest did. A test still running
+when its timeout comes (say a libcephfs call that never returns) ends the whole
+run at once, by pytest-timeout's thread method, and no fixture's teardown runs.
+Everything a run makes lives under its own dir (CEPHMOUNT_TEST_TMP), and every
+process it starts inherits that variable, so what is left is found without
+touching anything else on the host. Mounts are detached deepest first, which
+also ends the FUSE servers behind them; processes get SIGTERM, then SIGKILL.
+
+Exit status 1 when anything was left: a run that passed must not leave a mount
+or a process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from cephmount.host.mountinfo import mounts
+from cephmount.host.syscalls import unmount_if_mounted
+
+MARKER = "CEPHMOUNT_TEST_TMP"
+GRACE_S = 10.0
+
+
+def leftover_mounts(base: Path) -> list[str]:
+    """Mountpoints at or under `base`, deepest first."""
+    prefix = str(base).rstrip("/") + "/"
+    found = {m.mountpoint for m in mounts() if (m.mountpoint + "/").startswith(prefix)}
+    return sorted(found, key=lambda path: path.count("/"), reverse=True)
+
+
+def leftover_processes(base: Path) -> list[int]:
+    """Processes, other than this one, whose environment names `base` as the run's dir."""
+    marker = f"{MARKER}={base}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return "?"
+
+
+def end_processes(base: Path) -> list[tuple[int, str]]:
+    """SIGTERM to each leftover process, SIGKILL to those alive after the grace;
+    each one's pid and command line."""
+    pids = leftover_processes(base)
+    ended = [(pid, _command(pid)) for pid in pids]
+    _signal_all(pids, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_S
+    while time.monotonic() < deadline and leftover_processes(base):
+        time.sleep(0.2)
+    _signal_all(leftover_processes(base), signal.SIGKILL)
+    return ended
+
+
+def main(argv: list[str]) -> int:
+    base = Path(argv[1]).resolve()
+    left = leftover_mounts(base)
+    for mountpoint in left:
+        unmount_if_mounted(mountpoint, detach=True)
+        print(f"test: detached a mount the run left at {mountpoint}", file=sys.stderr)
+    pids = end_processes(base)
+    for pid, command in pids:
+        print(f"test: ended process {pid} ({command}), which the run left running",
+              file=sys.stderr)
+    return 1 if left or pids else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
