@@ -6,7 +6,8 @@ run at once, by pytest-timeout's thread method, and no fixture's teardown runs.
 Everything a run makes lives under its own dir (CEPHMOUNT_TEST_TMP), and every
 process it starts inherits that variable, so what is left is found without
 touching anything else on the host. Mounts are detached deepest first, which
-also ends the FUSE servers behind them; processes get SIGTERM, then SIGKILL.
+also ends the FUSE servers behind them; processes still running after a grace
+get SIGTERM, then SIGKILL.
 
 Exit status 1 when anything was left: a run that passed must not leave a mount
 or a process behind.
@@ -64,16 +65,22 @@ def _command(pid: int) -> str:
         return "?"
 
 
+def _still_running(base: Path, seconds: float) -> list[int]:
+    """The leftover processes that have not exited within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while (pids := leftover_processes(base)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return pids
+
+
 def end_processes(base: Path) -> list[tuple[int, str]]:
-    """SIGTERM to each leftover process, SIGKILL to those alive after the grace;
-    each one's pid and command line."""
-    pids = leftover_processes(base)
+    """Each process still running after a grace (a FUSE server whose mount was just
+    unmounted is on its way out) gets SIGTERM, and SIGKILL if it outlives a second
+    grace; their pids and command lines."""
+    pids = _still_running(base, GRACE_S)
     ended = [(pid, _command(pid)) for pid in pids]
     _signal_all(pids, signal.SIGTERM)
-    deadline = time.monotonic() + GRACE_S
-    while time.monotonic() < deadline and leftover_processes(base):
-        time.sleep(0.2)
-    _signal_all(leftover_processes(base), signal.SIGKILL)
+    _signal_all(_still_running(base, GRACE_S), signal.SIGKILL)
     return ended
 
 
