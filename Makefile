@@ -20,7 +20,7 @@ test: install
 
 lint: install
 	@$(VENV)/bin/ruff check cephmount tests bench
-	@$(VENV)/bin/mypy cephmount
+	@$(VENV)/bin/mypy cephmount bench
 
 bench: install
 	@$(VENV)/bin/python -m bench

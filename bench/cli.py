@@ -31,14 +31,15 @@ from cephmount.devcluster import DEFAULT_PORT, DevClusterError
 RESULTS = Path(__file__).resolve().parent / "results"
 MiB = 1 << 20
 
-# name -> (sizes, N values). Default: ~10 min on 2 cores with all four targets.
-PROFILES: dict[str, tuple[Sizes, tuple[int, ...]]] = {
+# name -> (sizes, N values, rounds). The default profile measures every cell three
+# times and keeps the median: between runs ceph-fuse's own figures move by up to 40%.
+PROFILES: dict[str, tuple[Sizes, tuple[int, ...], int]] = {
     "default": (Sizes(seq_size=160 * MiB, rand_size=128 * MiB, verify_size=16 * MiB,
-                      files=400, runtime=5, cap=60, dir_entries=50_000), (1, 2, 4)),
+                      files=400, runtime=5, cap=60, dir_entries=50_000), (1, 2, 4), 3),
     "quick": (Sizes(seq_size=32 * MiB, rand_size=32 * MiB, verify_size=8 * MiB,
-                    files=100, runtime=1, cap=30, dir_entries=5_000), (1, 4)),
+                    files=100, runtime=1, cap=30, dir_entries=5_000), (1, 4), 1),
     "tiny": (Sizes(seq_size=4 * MiB, rand_size=4 * MiB, verify_size=1 * MiB,
-                   files=40, runtime=1, cap=30, dir_entries=200), (1, 2)),
+                   files=40, runtime=1, cap=30, dir_entries=200), (1, 2), 1),
 }
 USER_ERRORS = (DevClusterError, QuotaError, JobFileError, DirectError, PublishError, ValueError,
                OSError)
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--runtime", type=int, help="seconds per time-based job (5)")
     sizes.add_argument("--cap", type=int, help="most seconds a size-based job may take (60)")
     sizes.add_argument("--clients", type=_int_list, help="the values of N (1,2,4)")
+    sizes.add_argument("--rounds", type=int,
+                       help="times every cell is measured, the median kept (3)")
     what = parser.add_argument_group("what to measure")
     what.add_argument("--targets", type=_name_list, default=list(TARGET_NAMES),
                       help=f"comma-separated, from {','.join(TARGET_NAMES)} (all)")
@@ -105,8 +108,8 @@ def _name_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def sizes_from(args: argparse.Namespace) -> tuple[Sizes, tuple[int, ...]]:
-    sizes, clients = PROFILES[args.profile]
+def sizes_from(args: argparse.Namespace) -> tuple[Sizes, tuple[int, ...], int]:
+    sizes, clients, rounds = PROFILES[args.profile]
     overrides = {key: getattr(args, key) for key in
                  ("seq_size", "rand_size", "verify_size", "files", "runtime", "cap",
                   "dir_entries")
@@ -114,7 +117,10 @@ def sizes_from(args: argparse.Namespace) -> tuple[Sizes, tuple[int, ...]]:
     clients = tuple(args.clients or clients)
     if min(clients) < 1:
         raise ValueError("--clients: every N must be at least 1")
-    return dataclasses.replace(sizes, **overrides), clients
+    rounds = rounds if args.rounds is None else args.rounds
+    if rounds < 1:
+        raise ValueError("--rounds must be at least 1")
+    return dataclasses.replace(sizes, **overrides), clients, rounds
 
 
 @contextmanager
@@ -146,7 +152,7 @@ def publish(document: Document, run_dir: Path, out: Path) -> Path:
 
 
 def measure(args: argparse.Namespace, progress: Progress, run_dir: Path) -> Document:
-    sizes, clients = sizes_from(args)
+    sizes, clients, rounds = sizes_from(args)
     workloads = select_workloads(args.workloads)
     with cluster_from(args, progress) as cluster:
         mount_root = args.mount_root or Path(tempfile.mkdtemp(prefix="cmbench.", dir="/tmp"))
@@ -159,7 +165,8 @@ def measure(args: argparse.Namespace, progress: Progress, run_dir: Path) -> Docu
             targets = [t for t in chosen if t.name not in skipped]
             if not targets:
                 raise ValueError("no target can run here")
-            plan = Plan(args.profile, sizes, clients, workloads, targets, skipped, args.verify)
+            plan = Plan(args.profile, sizes, clients, workloads, targets, skipped, args.verify,
+                        rounds)
             progress.estimates = plan.estimates()
             return Runner(cluster, plan, run_dir / "raw", progress).run()
         finally:

@@ -71,5 +71,10 @@ class Layout:
         self._requests(*requests)
         self.prepared.add(what)
 
+    def removed(self, what: Prepare | None) -> None:
+        """`what` is gone (a workload's steps removed it): lay it out again when needed."""
+        if what is not None:
+            self.prepared.discard(what)
+
     def remove(self) -> None:
         self._requests({"op": "rmtree", "path": ROOT})

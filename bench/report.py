@@ -78,6 +78,25 @@ def throughput_table(document: Document) -> str:
     return "\n".join(lines)
 
 
+def rounds_table(document: Document) -> str:
+    """Each target's ratio to ceph-fuse in every round, from the same round's figures:
+    how far apart the rounds were."""
+    targets = [t for t in available(document) if t["name"] not in ("ceph-fuse", "direct")]
+    figures = index(document)
+    lines = ["| workload | N | " + " | ".join(t["label"] for t in targets) + " |",
+             "|---|---:|" + "---:|" * len(targets)]
+    for measure, clients in _rows(document):
+        reference = figures.get((measure["name"], "ceph-fuse", clients))
+        cells = []
+        for target in targets:
+            entry = figures.get((measure["name"], target["name"], clients))
+            pairs = zip(entry["round_values"] if entry else [],
+                        reference["round_values"] if reference else [], strict=False)
+            cells.append(" / ".join(_ratio(ours, theirs) or "-" for ours, theirs in pairs))
+        lines.append(f"| {measure['title']} | {clients} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def rss_table(document: Document) -> str:
     """Peak RSS of the largest client process per workload cell, in MiB."""
     targets = available(document)
@@ -124,7 +143,13 @@ def caption(document: Document) -> str:
             f"cephmount {v['cephmount']}, commit {v.get('commit', 'unknown')}, "
             f"{v['ceph-fuse'].split(' (')[0]}, "
             f"libcephfs {v['libcephfs']}, {v['fio']}. Profile `{document['profile']}`: "
-            f"{_sizes(document)}; the run took {document['seconds'] / 60:.1f} min.")
+            f"{_sizes(document)}; {_rounds(document)}the run took "
+            f"{document['seconds'] / 60:.1f} min.")
+
+
+def _rounds(document: Document) -> str:
+    rounds = document.get("rounds", 1)
+    return f"each figure the median of {rounds} rounds; " if rounds > 1 else ""
 
 
 def markdown(document: Document) -> str:
@@ -138,6 +163,7 @@ def markdown(document: Document) -> str:
         "ratio to ceph-fuse and to libcephfs called directly, same workload, same N. "
         "Higher is better. How each figure is made: docs/bench.md.", "",
         throughput_table(document), "",
+        *_rounds_section(document),
         "## Peak memory", "",
         "Peak RSS in MiB of the largest client process (the ceph-fuse, cephmount or direct "
         "runner process) during each workload.", "",
@@ -152,6 +178,14 @@ def markdown(document: Document) -> str:
     if errors:
         parts += ["## Errors", "", *errors, ""]
     return "\n".join(parts)
+
+
+def _rounds_section(document: Document) -> list[str]:
+    if document.get("rounds", 1) < 2:
+        return []
+    return ["## Rounds", "",
+            "The ratio to ceph-fuse in each round, first to last (the table above shows "
+            "the median round's figures).", "", rounds_table(document), ""]
 
 
 def readme_summary(document: Document, published: str = "docs/bench") -> str:

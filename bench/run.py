@@ -1,15 +1,17 @@
 """One bench run: every workload x N x target, interleaved, plus the verify job.
 
 Order: for each workload, for each N, every target in turn (the order rotating
-from one round to the next), so that a drift of the cluster or the machine
-during the run touches every target alike. Each cell mounts N fresh clients,
-runs the workload's steps on all of them at once, records fio's figures summed
-over the N clients and the clients' peak RSS, and unmounts.
+from one workload and N to the next), so that a drift of the cluster or the
+machine during the run touches every target alike; the whole sequence is
+repeated `rounds` times, and each figure is the median round's. Each cell mounts
+N fresh clients, runs the workload's steps on all of them at once, records fio's
+figures summed over the N clients and the clients' peak RSS, and unmounts.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -51,6 +53,7 @@ class Plan:
     targets: Sequence[Target]
     skipped: Mapping[str, str]  # target name -> why it is not run
     verify: bool = True
+    rounds: int = 1
 
     @property
     def timeout(self) -> float:
@@ -62,7 +65,7 @@ class Plan:
         verify = [estimate_verify(self.sizes)] * len(self.targets) if self.verify else []
         cells = [estimate(w, self.sizes, n) for w in self.workloads
                  for n in self.clients if w.runs_with(n) for _ in self.targets]
-        return verify + cells
+        return verify + cells * self.rounds
 
 
 @dataclass
@@ -119,14 +122,16 @@ class Runner:
 
     def _cells(self) -> None:
         targets = list(self.plan.targets)
-        round_number = 0
-        for workload in self.plan.workloads:
-            for clients in filter(workload.runs_with, self.plan.clients):
-                shift = round_number % len(targets)
-                for target in targets[shift:] + targets[:shift]:
-                    self.layout.prepare(workload.prepare, max(self.plan.clients))
-                    self._cell(target, workload, clients)
-                round_number += 1
+        turn = 0
+        for round_index in range(1, self.plan.rounds + 1):
+            for workload in self.plan.workloads:
+                for clients in filter(workload.runs_with, self.plan.clients):
+                    shift = turn % len(targets)
+                    for target in targets[shift:] + targets[:shift]:
+                        self.layout.prepare(workload.prepare, max(self.plan.clients))
+                        self._cell(target, workload, clients, round_index)
+                        self.layout.removed(workload.removes)
+                    turn += 1
 
     def _envs(self, session: Session, clients: Sequence[int]) -> dict[int, Env]:
         return {c: self.plan.sizes.env(c, session.bench_dir(c)) for c in clients}
@@ -140,9 +145,9 @@ class Runner:
 
     # -- one cell ----------------------------------------------------------------------
 
-    def _cell(self, target: Target, workload: Workload, clients: int) -> None:
+    def _cell(self, target: Target, workload: Workload, clients: int, round_index: int) -> None:
         self.progress.begin(target.name, workload.name, clients)
-        work = self.raw / workload.name / f"{target.name}-n{clients}"
+        work = self.raw / workload.name / f"{target.name}-n{clients}-r{round_index}"
         work.mkdir(parents=True, exist_ok=True)
         cell = Cell(target.name, workload, clients)
         try:
@@ -156,7 +161,8 @@ class Runner:
                         cell.measured[step.measure.name] = jobs
         except CELL_ERRORS as exc:
             cell.failure = f"{type(exc).__name__}: {exc}"
-        entries = [cell.entry(measure) for measure in workload.measures]
+        entries = [cell.entry(measure) | {"round": round_index}
+                   for measure in workload.measures]
         self.results.extend(entries)
         self.progress.end(_outcome(entries))
 
@@ -192,7 +198,7 @@ class Runner:
                     for name, why in plan.skipped.items()]
         return {
             "schema": SCHEMA, "started": started.isoformat(timespec="seconds"),
-            "seconds": round(seconds, 1), "profile": plan.profile,
+            "seconds": round(seconds, 1), "profile": plan.profile, "rounds": plan.rounds,
             "sizes": asdict(plan.sizes), "clients": list(plan.clients),
             "machine": machine(), "versions": versions(self.layout.libcephfs),
             "cluster": {**self.cluster.describe(), "quota_bytes": quota},
@@ -201,8 +207,40 @@ class Runner:
                           "workload": w.name,
                           "clients": [n for n in plan.clients if w.runs_with(n)]}
                          for w in plan.workloads for m in w.measures],
-            "results": self.results, "verify": self.verify,
+            "results": median_rounds(self.results), "verify": self.verify,
         }
+
+
+def median_rounds(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per measure, target and N, from its rounds' entries (in run order).
+
+    The entry is the median round's (the lower middle one of an even count, so that
+    its figures are one round's own), with every round's figure in `round_values` and
+    each client's highest peak RSS of any round. A round that failed fails the entry:
+    no figure, and each failed round's errors.
+    """
+    rounds: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for entry in entries:
+        rounds.setdefault((entry["measure"], entry["target"], entry["clients"]), []).append(entry)
+    return [_median_entry(group) for group in rounds.values()]
+
+
+def _median_entry(group: list[dict[str, Any]]) -> dict[str, Any]:
+    values = [entry["value"] for entry in group]
+    failed = [entry for entry in group if entry["value"] is None]
+    if failed:
+        chosen = failed[0]
+        errors = [f"round {e['round']}: {error}" for e in failed for error in e["errors"]]
+    else:
+        middle = statistics.median_low(values)
+        chosen = next(entry for entry in group if entry["value"] == middle)
+        errors = []
+    rss = [max(peaks) for peaks in zip(*(entry["peak_rss_bytes"] for entry in group),
+                                       strict=False)]
+    merged = {key: item for key, item in chosen.items() if key != "round"}
+    return merged | {"errors": errors if len(group) > 1 else chosen["errors"],
+                     "round_values": values, "median_round": chosen["round"],
+                     "peak_rss_bytes": rss}
 
 
 def _outcome(entries: list[dict[str, Any]]) -> str:

@@ -193,8 +193,8 @@ class DirectSession(Session):
         super().__init__(timeout)
         self.clients: list[DirectClient] = []
         try:
-            for client in range(clients):
-                self.clients.append(DirectClient(cluster, work / f"direct-{client}.log"))
+            for index in range(clients):
+                self.clients.append(DirectClient(cluster, work / f"direct-{index}.log"))
             for client in self.clients:
                 client.wait_ready()
         except BaseException:

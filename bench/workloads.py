@@ -105,6 +105,7 @@ class Workload:
     prepare: Prepare | None = None
     cold: bool = False  # drop kernel and OSD caches right before the steps
     max_clients: int | None = None  # run only for N up to this
+    removes: Prepare | None = None  # what its steps leave removed, to be laid out again
 
     def runs_with(self, clients: int) -> bool:
         return self.max_clients is None or clients <= self.max_clients
@@ -133,7 +134,9 @@ BIG_LSL_WARM = Measure("bigdir-lsl-warm", "large dir: ls -l, second, per entry",
 BIG_DIR = "bigdir"
 
 WORKLOADS: tuple[Workload, ...] = (
-    Workload("seqwrite", "sequential write", (Step("seqwrite.fio", "seqwrite", SEQWRITE),)),
+    # Writes (and unlinks) the files the reads read: the subvolume holds one set at a time.
+    Workload("seqwrite", "sequential write", (Step("seqwrite.fio", "seqwrite", SEQWRITE),),
+             removes=Prepare.SEQ_FILES),
     Workload("seqread-cold", "sequential read, cold",
              (Step("seqread.fio", "cold", SEQREAD_COLD),), Prepare.SEQ_FILES, cold=True),
     Workload("seqread-hot", "sequential read, hot",
