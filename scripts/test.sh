@@ -13,7 +13,7 @@ dir=$(mktemp -d /tmp/cmtest.XXXXXX)
 run=$(mktemp -d /tmp/cmrun.XXXXXX)
 chmod 755 "$run"
 finish() {
-    "$VENV/bin/python" -m tests.leftovers "$run" || status=1
+    "$VENV/bin/python" -m tests.leftovers "$run" "$dir" || status=1
     "$VENV/bin/cephmount" dev-cluster down --dir "$dir" >/dev/null
     rm -rf --one-file-system "$run"
     exit "$status"

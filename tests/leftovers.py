@@ -7,7 +7,9 @@ Everything a run makes lives under its own dir (CEPHMOUNT_TEST_TMP), and every
 process it starts inherits that variable, so what is left is found without
 touching anything else on the host. Mounts are detached deepest first, which
 also ends the FUSE servers behind them; processes still running after a grace
-get SIGTERM, then SIGKILL.
+get SIGTERM, then SIGKILL. The cluster's own daemons (those in its pid files; a
+test that restarts one starts it with the variable too) are left to
+`cephmount dev-cluster down`.
 
 Exit status 1 when anything was left: a run that passed must not leave a mount
 or a process behind.
@@ -36,12 +38,22 @@ def leftover_mounts(base: Path) -> list[str]:
     return sorted(found, key=lambda path: path.count("/"), reverse=True)
 
 
-def leftover_processes(base: Path) -> list[int]:
-    """Processes, other than this one, whose environment names `base` as the run's dir."""
+def cluster_daemons(cluster: Path) -> set[int]:
+    """The pids in the cluster's pid files."""
+    pids = set()
+    for pid_file in (cluster / "pids").glob("*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pids.add(int(pid_file.read_text()))
+    return pids
+
+
+def leftover_processes(base: Path, spared: set[int]) -> list[int]:
+    """Processes, other than this one and `spared`, whose environment names `base` as
+    the run's dir."""
     marker = f"{MARKER}={base}".encode()
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit() or int(entry.name) in spared | {os.getpid()}:
             continue
         try:
             environ = (entry / "environ").read_bytes()
@@ -65,32 +77,33 @@ def _command(pid: int) -> str:
         return "?"
 
 
-def _still_running(base: Path, seconds: float) -> list[int]:
+def _still_running(base: Path, spared: set[int], seconds: float) -> list[int]:
     """The leftover processes that have not exited within `seconds`."""
     deadline = time.monotonic() + seconds
-    while (pids := leftover_processes(base)) and time.monotonic() < deadline:
+    while (pids := leftover_processes(base, spared)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return pids
 
 
-def end_processes(base: Path) -> list[tuple[int, str]]:
+def end_processes(base: Path, spared: set[int]) -> list[tuple[int, str]]:
     """Each process still running after a grace (a FUSE server whose mount was just
     unmounted is on its way out) gets SIGTERM, and SIGKILL if it outlives a second
     grace; their pids and command lines."""
-    pids = _still_running(base, GRACE_S)
+    pids = _still_running(base, spared, GRACE_S)
     ended = [(pid, _command(pid)) for pid in pids]
     _signal_all(pids, signal.SIGTERM)
-    _signal_all(_still_running(base, GRACE_S), signal.SIGKILL)
+    _signal_all(_still_running(base, spared, GRACE_S), signal.SIGKILL)
     return ended
 
 
 def main(argv: list[str]) -> int:
-    base = Path(argv[1]).resolve()
+    """`python -m tests.leftovers RUN_DIR CLUSTER_DIR`"""
+    base, cluster = Path(argv[1]).resolve(), Path(argv[2])
     left = leftover_mounts(base)
     for mountpoint in left:
         unmount_if_mounted(mountpoint, detach=True)
         print(f"test: detached a mount the run left at {mountpoint}", file=sys.stderr)
-    pids = end_processes(base)
+    pids = end_processes(base, cluster_daemons(cluster))
     for pid, command in pids:
         print(f"test: ended process {pid} ({command}), which the run left running",
               file=sys.stderr)
